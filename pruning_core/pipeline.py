@@ -1,0 +1,141 @@
+"""The whole job: load the model, evaluate it dense, calibrate, prune, evaluate pruned, publish.
+
+Used by the CLI and the worker alike. Progress goes through one callback; it may raise
+`errors.Cancelled` between layers or stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from . import data, export, models
+from .driver import Progress, PruneResult, prune_model
+from .errors import SpecError
+from .evaluate import perplexity
+from .spec import PruneSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Perplexity datasets (wikitext2, ptb, c4), window length (None = calibration seqlen),
+    optional cap on the number of windows, and whether to measure the dense model too."""
+
+    datasets: tuple[str, ...] = ("wikitext2",)
+    seqlen: Optional[int] = None
+    limit: Optional[int] = None
+    dense: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.datasets:
+            if name not in data.EVAL_DATASETS:
+                raise SpecError(f"unknown eval dataset {name!r}; choose from {', '.join(data.EVAL_DATASETS)}", "eval")
+        if self.limit is not None and self.limit < 1:
+            raise SpecError("eval limit must be >= 1 window", "eval_limit")
+        if self.seqlen is not None and self.seqlen < 2:
+            raise SpecError("eval seqlen must be >= 2", "eval_seqlen")
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    spec: PruneSpec
+    evaluation: EvalSpec = field(default_factory=EvalSpec)
+    dtype: str = "float32"
+    device: str = "auto"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device cuda requested but CUDA is not available", "device")
+    return dev
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    try:
+        ours = metadata.version("topiary")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "topiary": ours}
+
+
+def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow_download, notify) -> dict[str, dict]:
+    out = {}
+    for name in spec.datasets:
+        ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
+        ppl, windows = perplexity(model, ids, seqlen, spec.limit, device)
+        out[name] = {"ppl": ppl, "windows": windows, "seqlen": seqlen}
+        notify(Progress("evaluating", 0, 0))
+    return out
+
+
+def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:
+    spec = job.spec
+    ppl = {}
+    for name, res in pruned.items():
+        ppl[name] = {"dense": dense.get(name, {}).get("ppl"), "pruned": res["ppl"], "seqlen": res["seqlen"], "windows": res["windows"]}
+    return {
+        "model": job.model,
+        "method": spec.method,
+        "pattern": str(spec.pattern),
+        "sparsity_target": spec.sparsity,
+        "sparsity_achieved": result.sparsity,
+        "options": spec.to_dict()["options"],
+        "calibration": dataclasses.asdict(spec.calibration),
+        "perplexity": ppl,
+        "layers": [
+            {"name": r.name, "shape": list(r.shape), "sparsity": r.sparsity, "rel_error": r.rel_error, "seconds": r.seconds, **r.info}
+            for r in result.layers
+        ],
+        "seconds_total": timings["total"],
+        "timings": timings,
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "dtype": job.dtype,
+        "versions": versions(),
+    }
+
+
+def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
+        data_root: Optional[Path] = None, allow_download: bool = False) -> dict[str, Any]:
+    """Run `job` end to end and publish into `out_dir`; returns the report."""
+    notify = progress or (lambda p: None)
+    export.check_output_dir(Path(out_dir))  # fail before an hour of work, not after
+    device = pick_device(job.device)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    notify(Progress("loading", 0, 0))
+    model, tokenizer = models.load(job.model, job.dtype)
+    cal = job.spec.calibration
+    calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen, cal.seed,
+                                 data_root, allow_download)
+    timings["load"] = time.perf_counter() - t0
+    eval_seqlen = job.evaluation.seqlen or cal.seqlen
+    dense = {}
+    if job.evaluation.dense and job.evaluation.datasets:
+        t = time.perf_counter()
+        dense = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify)
+        timings["eval_dense"] = time.perf_counter() - t
+    result = prune_model(model, calib, job.spec, device, notify)
+    timings["prune"] = result.seconds
+    t = time.perf_counter()
+    pruned = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify)
+    timings["eval_pruned"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    report = build_report(job, result, dense, pruned, device, timings)
+    notify(Progress("saving", 0, 0))
+    export.publish(Path(out_dir), model, tokenizer, result.masks, report)
+    return report

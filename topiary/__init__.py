@@ -1,0 +1,1 @@
+"""Topiary umbrella package: the `topiary` command line."""

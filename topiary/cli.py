@@ -1,0 +1,158 @@
+"""`topiary` command line. Subcommands import their heavy dependencies lazily, so `topiary --help`
+is fast and the service commands never load torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Topiary: one-shot pruning of large language models.",
+)
+
+
+def fail(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2, never a traceback."""
+    typer.echo(f"topiary: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _parse_options(pairs: List[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            fail(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except ValueError:
+            options[key.strip()] = raw
+    return options
+
+
+class _Bar:
+    """tqdm bar over pruned layers plus one stderr line per stage."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if p.stage != self.stage and p.stage != "pruning":
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            typer.echo(f"[{p.stage}]", err=True)
+        self.stage = p.stage
+        if p.stage == "pruning":
+            if self.bar is None:
+                self.bar = tqdm(total=p.layers_total, unit="layer", desc="pruning", file=sys.stderr)
+            self.bar.update(p.layers_done - self.bar.n)
+            if p.layer is not None:
+                self.bar.set_postfix_str(f"{p.layer.name.split('.', 2)[-1]} err={p.layer.rel_error:.2e}")
+
+
+def _summary(report: dict, out: Path) -> str:
+    lines = [
+        f"method      {report['method']} ({report['pattern']}, target sparsity {report['sparsity_target']:.3f})",
+        f"sparsity    {report['sparsity_achieved']:.4f} achieved over {len(report['layers'])} layers",
+    ]
+    for name, ppl in report["perplexity"].items():
+        dense = f"{ppl['dense']:.3f}" if ppl["dense"] is not None else "-"
+        lines.append(f"ppl {name:<8}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
+    t = report["timings"]
+    lines.append(f"time        {t['total']:.1f}s total, {t['prune']:.1f}s pruning on {report['device']}")
+    lines.append(f"output      {out}/model (checkpoint), masks.safetensors, report.json")
+    return "\n".join(lines)
+
+
+@app.command()
+def prune(
+    model: str = typer.Option("smollm2-135m", help="Bundled name (smollm2-135m), model directory, .gguf file, or hub id."),
+    method: str = typer.Option("sparsegpt", help="magnitude | wanda | sparsegpt (see `topiary methods`)."),
+    sparsity: Optional[float] = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
+    pattern: Optional[str] = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
+    option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
+    calib: str = typer.Option("c4", help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
+    nsamples: int = typer.Option(128, help="Calibration sequences."),
+    seqlen: int = typer.Option(2048, help="Tokens per calibration sequence."),
+    seed: int = typer.Option(0, help="Seed of the calibration draw."),
+    eval: List[str] = typer.Option([], "--eval", help="Perplexity dataset (repeatable): wikitext2, ptb, c4."),
+    eval_limit: Optional[int] = typer.Option(None, help="Evaluate at most this many windows per dataset."),
+    eval_seqlen: Optional[int] = typer.Option(None, help="Evaluation window length (default: --seqlen)."),
+    dense_eval: bool = typer.Option(True, "--dense-eval/--no-dense-eval", help="Also evaluate the dense model."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
+    dtype: str = typer.Option("float32", help="Model dtype: float32, bfloat16, float16."),
+    out: Path = typer.Option(..., help="Output directory (must not exist or be empty)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Data directory (default: $TOPIARY_DATA_DIR or ../shared/data)."),
+    allow_download: bool = typer.Option(False, help="Fetch missing datasets from the Hugging Face hub."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Prune a model, evaluate it, and write model/, masks.safetensors and report.json to --out."""
+    from pruning_core import CalibrationSpec, Pattern, PruneSpec, TopiaryError
+    from pruning_core.models import DTYPES
+    from pruning_core.pipeline import EvalSpec, Job, run
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if dtype not in DTYPES:
+        fail(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    try:
+        pat = Pattern.parse(pattern)
+        if pat.is_nm and sparsity is not None and abs(sparsity - pat.sparsity) > 1e-9:
+            fail(f"--sparsity {sparsity} contradicts --pattern {pattern} (sparsity {pat.sparsity})")
+        spec = PruneSpec(
+            method=method,
+            sparsity=0.5 if sparsity is None else sparsity,
+            pattern=pat,
+            options=_parse_options(option),
+            calibration=CalibrationSpec(calib, nsamples, seqlen, seed),
+        )
+        job = Job(model, spec, EvalSpec(tuple(eval), eval_seqlen, eval_limit, dense_eval), dtype, device)
+        report = run(job, out, _Bar(quiet), data_dir, allow_download)
+    except (TopiaryError, FileExistsError) as exc:
+        fail(str(exc))
+    typer.echo(_summary(report, out))
+
+
+@app.command()
+def methods() -> None:
+    """List pruning methods and their options with defaults."""
+    import dataclasses
+
+    from pruning_core import METHODS
+
+    for name, m in METHODS.items():
+        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(m.options)) or "no options"
+        typer.echo(f"{name:<10} {m.summary}\n{'':<10} options: {opts}")
+
+
+def main() -> None:
+    """Entry point: click usage errors become one line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("topiary: aborted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad values, unknown options
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"topiary: error: {message}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
