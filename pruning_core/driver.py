@@ -126,7 +126,7 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
         with no_tf32():
             result = method.prune_layer(W, stats[name], spec, options)
         W_hat = (result.weight * result.mask).to(lin.weight.dtype)
-        err = relative_error(W, W_hat.to(torch.float32), stats[name].H)
+        err = relative_error(W, W_hat.to(torch.float32), stats[name].H, dtype=torch.float32)
         lin.weight.data.copy_(W_hat)
         keep = result.mask.to("cpu")
         report = LayerReport(

@@ -53,6 +53,7 @@ def publish(out: Path, model, tokenizer, masks, report: dict[str, Any]) -> Path:
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the published directory is an ordinary one
     try:
         model.save_pretrained(tmp / "model")
         if tokenizer is not None:

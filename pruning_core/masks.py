@@ -17,14 +17,28 @@ def n_pruned(count: int, sparsity: float) -> int:
     return min(count, int(round(sparsity * count)))
 
 
+def keep_top_k(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep mask with exactly the k highest scores of the whole tensor, found by threshold
+    (`kthvalue`, linear time) instead of a sort or a huge `topk`. Ties at the threshold are
+    filled in index order, so the count is exact and the result deterministic."""
+    flat = score.reshape(-1)  # [numel]
+    numel = flat.numel()
+    if k >= numel:
+        return torch.ones_like(score, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(score, dtype=torch.bool)
+    threshold = torch.kthvalue(flat, numel - k).values  # the (numel-k)-th smallest is the largest dropped value
+    keep = flat > threshold
+    missing = k - int(keep.sum())
+    if missing > 0:
+        ties = torch.nonzero(flat == threshold).flatten()[:missing]
+        keep[ties] = True
+    return keep.view(score.shape)
+
+
 def prune_lowest(score: torch.Tensor, k: int) -> torch.Tensor:
     """Keep mask that zeros exactly the k lowest scores of the whole tensor (one comparison group)."""
-    keep = torch.ones(score.numel(), dtype=torch.bool, device=score.device)
-    if k > 0:
-        # stable sort: equal scores are pruned in index order, so the result is deterministic
-        order = torch.sort(score.reshape(-1), stable=True).indices  # [numel]
-        keep[order[:k]] = False
-    return keep.view(score.shape)
+    return keep_top_k(score, score.numel() - k)
 
 
 def prune_lowest_per_row(score: torch.Tensor, k: int) -> torch.Tensor:

@@ -61,6 +61,7 @@ def convert_gguf(directory: Path, filename: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     model, tokenizer = _load_gguf(directory, filename)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

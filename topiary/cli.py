@@ -73,7 +73,7 @@ def _summary(report: dict, out: Path) -> str:
     ]
     for name, ppl in report["perplexity"].items():
         dense = f"{ppl['dense']:.3f}" if ppl["dense"] is not None else "-"
-        lines.append(f"ppl {name:<8}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
+        lines.append(f"{name:<12}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
     t = report["timings"]
     lines.append(f"time        {t['total']:.1f}s total, {t['prune']:.1f}s pruning on {report['device']}")
     lines.append(f"output      {out}/model (checkpoint), masks.safetensors, report.json")

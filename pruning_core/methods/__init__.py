@@ -3,13 +3,14 @@ job spec; add a method by adding one module and one entry here."""
 
 from __future__ import annotations
 
-from . import magnitude, sparsegpt, wanda
+from . import alps, magnitude, sparsegpt, wanda
 from .base import LayerResult, Method
 
 METHODS: dict[str, Method] = {
     "magnitude": magnitude.METHOD,
     "wanda": wanda.METHOD,
     "sparsegpt": sparsegpt.METHOD,
+    "alps": alps.METHOD,
 }
 
 __all__ = ["METHODS", "Method", "LayerResult"]

@@ -1,0 +1,189 @@
+"""ALPS (Meng et al., NeurIPS 2024; algorithms.md §2): ADMM with an adaptive penalty ρ on the
+layer-wise reconstruction problem, then a conjugate-gradient refit on the chosen support.
+
+In the unit-diagonal space (§1.2) with Ĥ = D⁻¹(H + λI)D⁻¹ and B₀ = (W D)ᵀ (n×m):
+
+    min_B ½ tr((B−B₀)ᵀ Ĥ (B−B₀))   s.t.  B has k nonzeros (one layer-wide top-k) or is N:M.
+
+Splitting B = D' (the constrained copy, called `Dc` below to keep D for the scaling) with a
+scaled dual V gives the three ADMM steps of §2.3. The B-update solves (Ĥ+ρI)B = G − V + ρDc
+through one eigendecomposition Ĥ = QΛQᵀ per distinct input: M(ρ) = Q diag(1/(Λ+ρ)) Qᵀ is rebuilt
+from the factors when ρ changes, never refactorized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import masks
+from ..refit import cg_refit
+from .base import LayerResult, Method
+
+
+@dataclass(frozen=True)
+class ALPSOptions:
+    """Every constant of the reference code (§2.6), with its value as the default."""
+
+    percdamp: float = 0.01  # λ = percdamp·mean diag(H), added before normalizing
+    rho0: float = 0.1  # initial ρ, in unit-diagonal units
+    max_iter: int = 300
+    update_iter: int = 3  # ρ is revisited every update_iter iterations
+    switch_iter: int = 30  # from this iteration on, a near-frozen support stops ADMM
+    rho_max: float = 1e6
+    grow_fast: float = 1.3  # ρ multiplier when the support change rate r > fast_rate
+    grow_mid: float = 1.2  # ... when r > mid_rate
+    grow_slow: float = 1.1  # ... when something still moves after ρ has grown
+    shrink: float = 5.0  # ρ divisor when ρ started too large
+    fast_rate: float = 0.1
+    mid_rate: float = 0.005
+    stop_rate: float = 3e-4
+    restart: bool = True  # the ÷5 branch restarts from B₀ (code-only behaviour, §2.7)
+    refit: bool = True  # CG least-squares refit on the final support
+    cg_rtol: float = 1e-4  # on-support residual relative to ‖G_S‖, per column
+    cg_max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        if self.rho0 <= 0 or self.rho_max < self.rho0:
+            raise ValueError("need 0 < rho0 <= rho_max")
+        if self.max_iter < 1 or self.update_iter < 1 or self.cg_max_iter < 0:
+            raise ValueError("max_iter and update_iter must be >= 1, cg_max_iter >= 0")
+        if min(self.grow_fast, self.grow_mid, self.grow_slow, self.shrink) < 1:
+            raise ValueError("ρ multipliers and shrink divisor must be >= 1")
+
+
+@dataclass(frozen=True)
+class RhoDecision:
+    rho: float
+    grown: bool
+    action: str  # "continue" | "restart" | "stop"
+    branch: str  # the row of the §2.4 table that fired
+
+
+def rho_schedule(rho: float, grown: bool, delta: int, k: int, t: int, o: ALPSOptions) -> RhoDecision:
+    """One ρ update (§2.4): Δ = positions whose zero/nonzero status changed since the previous
+    check, r = Δ/k. Rows are evaluated in order; then ρ is capped and the late stop rule applied."""
+    r = delta / max(k, 1)
+    action = "continue"
+    if r > o.fast_rate:
+        rho, grown, branch = rho * o.grow_fast, True, "fast"
+    elif r > o.mid_rate:
+        rho, grown, branch = rho * o.grow_mid, True, "mid"
+    elif delta >= 1:
+        if grown:
+            rho, branch = rho * o.grow_slow, "slow"
+        else:  # the support barely moves before any growth: ρ started too large
+            rho, branch = rho / o.shrink, "shrink-restart"
+            action = "restart" if o.restart else "continue"
+    elif grown:
+        return RhoDecision(rho, grown, "stop", "settled")
+    else:
+        rho, branch = rho / o.shrink, "shrink"
+    rho = min(rho, o.rho_max)
+    if t >= o.switch_iter and r < o.stop_rate:
+        action = "stop"
+    return RhoDecision(rho, grown, action, branch)
+
+
+def normalize(H: torch.Tensor, percdamp: float):
+    """Damp, scale to unit diagonal, eigendecompose in float64 (§2.2). Returns (Ĥ, d, Λ, Q)
+    in float32 with d the diagonal scaling (D = diag(d))."""
+    H64 = H.double()
+    damp = percdamp * torch.mean(torch.diagonal(H64))
+    if damp <= 0:  # an input that never fired at all: any positive ridge keeps Ĥ defined
+        damp = torch.tensor(1.0, dtype=H64.dtype, device=H64.device)
+    H64 = H64 + damp * torch.eye(H.shape[0], dtype=H64.dtype, device=H64.device)
+    d = torch.sqrt(torch.diagonal(H64)) + 1e-8
+    Hn = H64 / d.unsqueeze(1) / d.unsqueeze(0)
+    evals, Q = torch.linalg.eigh(Hn)
+    return Hn.float(), d.float(), evals.float(), Q.float()
+
+
+def _solve_operator(Q: torch.Tensor, evals: torch.Tensor, rho: float) -> torch.Tensor:
+    """M(ρ) = Q diag(1/(Λ+ρ)) Qᵀ = (Ĥ + ρI)⁻¹, from the factors (2n³, no factorization)."""
+    return (Q * (1.0 / (evals + rho)).unsqueeze(0)) @ Q.T
+
+
+def _project(X: torch.Tensor, pattern, k: int) -> torch.Tensor:
+    """Keep mask of P_C in B-space (n×m): one layer-wide top-k of |X|, or N:M along the inputs."""
+    if pattern.is_nm:
+        return masks.nm_keep(X.abs().T, pattern.n_keep, pattern.m).T  # groups run along n
+    return masks.keep_top_k(X.abs(), k)
+
+
+@dataclass
+class _AdmmOutcome:
+    B: torch.Tensor
+    iterations: int
+    rho: float
+    restarts: int
+    change_rate: float  # r at the last check
+
+
+def admm(Hn, Q, evals, B0, G, pattern, k: int, o: ALPSOptions) -> _AdmmOutcome:
+    """ADMM of §2.3 with the ρ schedule of §2.4; starts from Dc = P_C(B₀), V = 0."""
+    keep_init = _project(B0, pattern, k)
+    D_init = B0 * keep_init
+    B, Dc, V = B0.clone(), D_init.clone(), torch.zeros_like(B0)
+    rho, grown, restarts, last_rate = o.rho0, False, 0, 1.0
+    M = _solve_operator(Q, evals, rho)
+    previous = keep_init
+    t = 0
+    for t in range(o.max_iter):
+        B = M @ (G - V + rho * Dc)  # B-update: (Ĥ+ρI)B = G − V + ρDc
+        Z = B + V / rho
+        keep = _project(Z, pattern, k)
+        Dc = Z * keep  # D-update: projection onto the constraint set
+        V.add_(rho * (B - Dc))  # dual update
+        if t % o.update_iter:
+            continue
+        delta = int((keep ^ previous).sum())
+        previous = keep
+        last_rate = delta / max(k, 1)
+        decision = rho_schedule(rho, grown, delta, k, t, o)
+        grown = decision.grown
+        if decision.action == "stop":
+            break
+        if decision.action == "restart":
+            B, Dc, V = B0.clone(), D_init.clone(), torch.zeros_like(B0)
+            restarts += 1
+        if decision.rho != rho:
+            rho = decision.rho
+            M = _solve_operator(Q, evals, rho)
+    return _AdmmOutcome(B, t + 1, rho, restarts, last_rate)
+
+
+def _objective(B: torch.Tensor, B0: torch.Tensor, Hn: torch.Tensor) -> float:
+    """tr((B−B₀)ᵀĤ(B−B₀)) / tr(B₀ᵀĤB₀): the relative error in the damped, normalized space."""
+    dB = B - B0
+    return float((dB * (Hn @ dB)).sum() / (B0 * (Hn @ B0)).sum().clamp_min(1e-30))
+
+
+def prune_layer(W: torch.Tensor, stats, spec, o: ALPSOptions) -> LayerResult:
+    """ALPS for one layer: ADMM (§2.3–2.4), project B, CG refit on the support (§2.5), unscale."""
+    Hn, d, evals, Q = stats.cached(f"alps:{o.percdamp}", lambda: normalize(stats.H, o.percdamp))
+    B0 = (W * d.unsqueeze(0)).T.contiguous()  # [n, m]: B₀ = (W D)ᵀ
+    G = Hn @ B0  # [n, m]
+    n, m = B0.shape
+    pattern = spec.pattern
+    if pattern.is_nm:
+        k = n * m * pattern.n_keep // pattern.m
+    else:
+        k = n * m - masks.n_pruned(n * m, spec.sparsity)
+    run = admm(Hn, Q, evals, B0, G, pattern, k, o)
+    keep = _project(run.B, pattern, k)  # project the B iterate, not Dc (§2.5 step 1)
+    B = run.B * keep
+    info = {"admm_iters": run.iterations, "rho_final": run.rho, "restarts": run.restarts,
+            "support_change": run.change_rate, "rel_error_admm": _objective(B, B0, Hn)}
+    if o.refit:
+        fit = cg_refit(Hn, G, B, keep, o.cg_rtol, o.cg_max_iter)
+        B = fit.B * keep
+        info.update(cg_iters=fit.iterations, cg_converged=fit.converged, cg_residual=fit.residual)
+    info["rel_error_refit"] = _objective(B, B0, Hn)
+    W_hat = B.T / d.unsqueeze(0)  # [m, n]: W = Bᵀ D⁻¹
+    return LayerResult(weight=W_hat * keep.T, mask=keep.T.contiguous(), info=info)
+
+
+METHOD = Method("alps", prune_layer, ALPSOptions, needs_hessian=True,
+                summary="ADMM with adaptive penalty + CG refit on the support (Meng et al. 2024)")

@@ -1,0 +1,118 @@
+"""`topiary prune` as a user runs it: real processes, the real tokenizer, real data files."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pruning_core.export import load_masks
+
+CLI = [sys.executable, "-m", "topiary.cli"]
+
+
+def topiary(*args, env=None, timeout=600):
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def test_help_documents_every_option():
+    out = topiary("prune", "--help").stdout
+    for flag in ["--model", "--method", "--sparsity", "--pattern", "--calib", "--nsamples", "--seqlen", "--seed",
+                 "--eval", "--eval-limit", "--device", "--out", "--option"]:
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
+        (["--sparsity", "-0.2"], "sparsity must be in [0, 1)"),
+        (["--sparsity", "half"], "--sparsity"),
+        (["--pattern", "4:4"], "0 < N < M"),
+        (["--pattern", "2:4", "--sparsity", "0.7"], "contradicts"),
+        (["--method", "pruneit"], "unknown method"),
+        (["--model", "no-such-model"], "unknown model"),
+        (["--eval", "imagenet"], "unknown eval dataset"),
+        (["-o", "blocksize"], "KEY=VALUE"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
+    proc = topiary("prune", "--out", str(tmp_path / "o"), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert needle in lines[-1] and lines[-1].startswith("topiary: error:")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_and_busy_output(tmp_path, tiny_model_dir):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--nsamples", "2",
+                   "--seqlen", "16", env={"TOPIARY_DATA_DIR": str(empty)})
+    assert proc.returncode == 2 and "c4_validation_2k.parquet" in proc.stderr and "Traceback" not in proc.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("keep me")
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--out", str(busy))
+    assert proc.returncode == 2 and "not empty" in proc.stderr
+    assert (busy / "x").read_text() == "keep me"
+
+
+def reload_and_check(out, windows, seqlen, dataset="wikitext2"):
+    """Reload model/ with transformers: zeros match masks.safetensors and the perplexity
+    reproduces the report's figure."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pruning_core import data
+    from pruning_core.evaluate import perplexity
+
+    report = json.loads((out / "report.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    masks = load_masks(out / "masks.safetensors")
+    assert set(masks) == {layer["name"] for layer in report["layers"]}
+    modules = dict(model.named_modules())
+    for name, keep in masks.items():
+        W = modules[name].weight
+        assert torch.equal(W == 0, ~keep) or torch.all(W[~keep] == 0), name
+    ids = tok(data.eval_text(dataset), return_tensors="pt").input_ids[0]
+    ppl, used = perplexity(model, ids, seqlen, windows)
+    assert used == report["perplexity"][dataset]["windows"]
+    assert ppl == pytest.approx(report["perplexity"][dataset]["pruned"], rel=1e-4)
+    return report
+
+
+def test_tiny_model_end_to_end(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--method", "sparsegpt", "--pattern", "2:4",
+                   "--nsamples", "4", "--seqlen", "32", "--eval", "wikitext2", "--eval-limit", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "pruned" in proc.stdout and str(out) in proc.stdout
+    report = reload_and_check(out, windows=3, seqlen=32)
+    for key in ["method", "pattern", "sparsity_target", "sparsity_achieved", "calibration", "perplexity", "layers",
+                "seconds_total", "device", "versions"]:
+        assert key in report
+    assert report["pattern"] == "2:4" and report["sparsity_achieved"] == pytest.approx(0.5)
+    assert report["calibration"] == {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0}
+    assert set(report["versions"]) >= {"torch", "transformers", "topiary"}
+    assert all({"name", "sparsity", "rel_error", "seconds"} <= set(layer) for layer in report["layers"])
+
+
+@pytest.mark.slow
+def test_bundled_model_sparsegpt(tmp_path, smol_dir):
+    """The issue's acceptance command, with a small calibration set to stay fast on 2 cores."""
+    out = tmp_path / "smol"
+    proc = topiary("prune", "--model", "smollm2-135m", "--method", "sparsegpt", "--sparsity", "0.5",
+                   "--nsamples", "8", "--seqlen", "128", "--eval", "wikitext2", "--eval-limit", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = reload_and_check(out, windows=4, seqlen=128)
+    ppl = report["perplexity"]["wikitext2"]
+    assert len(report["layers"]) == 30 * 7
+    assert report["sparsity_achieved"] == pytest.approx(0.5, abs=1e-4)
+    # a working SparseGPT at 50% costs some perplexity, not orders of magnitude
+    assert ppl["dense"] < ppl["pruned"] < 4 * ppl["dense"]

@@ -1,0 +1,116 @@
+"""The block-sequential driver on tiny random LLaMA, OPT and Qwen2 models."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from pruning_core import METHODS, Cancelled, Pattern, PruneSpec, prune_model
+from pruning_core.masks import is_valid_nm
+from pruning_core.methods.base import LayerResult, Method
+
+ARCHS = {"llama": 7, "qwen2": 7, "opt": 6}  # target linears per block
+
+
+def calib(n=6, seqlen=24, vocab=128, seed=0):
+    return torch.randint(0, vocab, (n, seqlen), generator=torch.Generator().manual_seed(seed))
+
+
+def linear_weights(model):
+    return {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("pattern", [None, "2:4"])
+def test_every_block_linear_pruned_exactly(arch, method, pattern):
+    model = tiny_model(arch)
+    before = linear_weights(model)
+    embed = model.get_input_embeddings().weight.detach().clone()
+    spec = PruneSpec(method, sparsity=0.6, pattern=Pattern.parse(pattern))
+    result = prune_model(model, calib(), spec, batch_size=4)
+
+    assert len(result.layers) == 2 * ARCHS[arch]
+    after = linear_weights(model)
+    for report in result.layers:
+        W = after[report.name]
+        zeros = int((W == 0).sum())
+        if pattern:
+            assert is_valid_nm(W != 0, 2, 4)
+            assert report.sparsity == pytest.approx(0.5)
+        else:
+            assert abs(zeros - 0.6 * W.numel()) <= W.shape[0]
+        assert report.rel_error >= 0
+    pruned_names = {r.name for r in result.layers}
+    for name, W in before.items():
+        if name not in pruned_names:  # lm_head (and OPT's projections, if any) stay dense
+            assert torch.equal(after[name], W), name
+    assert torch.equal(model.get_input_embeddings().weight, embed)
+    assert 0.49 < result.sparsity < 0.61
+
+
+def test_zero_sparsity_keeps_outputs():
+    model = tiny_model("llama")
+    ids = calib()
+    ref = model(ids).logits
+    prune_model(model, ids, PruneSpec("wanda", sparsity=0.0))
+    assert torch.allclose(model(ids).logits, ref, atol=1e-6)
+
+
+def test_statistics_are_shared_per_input_and_match_raw_inputs(monkeypatch):
+    """q/k/v (and gate/up) must receive one shared H, equal to XᵀX/N of their real block-0 input."""
+    seen = {}
+
+    def record(W, stats, spec, options):
+        seen[len(seen)] = stats
+        return LayerResult(weight=W, mask=torch.ones_like(W, dtype=torch.bool))
+
+    @dataclasses.dataclass(frozen=True)
+    class NoOptions:
+        pass
+
+    monkeypatch.setitem(METHODS, "record", Method("record", record, NoOptions, True, "test"))
+    model = tiny_model("llama")
+    captured = []
+    handle = model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, o: captured.append(a[0]))
+    ids = calib()
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    X = torch.cat([x.reshape(-1, x.shape[-1]) for x in captured])  # [tokens, hidden]
+
+    prune_model(model, ids, PruneSpec("record", sparsity=0.0), batch_size=4)
+    q, k, v, o, gate, up, down = (seen[i] for i in range(7))
+    assert q is k is v and gate is up
+    assert len({id(q), id(o), id(gate), id(down)}) == 4
+    assert q.tokens == ids.numel()
+    assert torch.allclose(q.H, X.T @ X / X.shape[0], rtol=1e-4, atol=1e-6)
+
+
+def test_progress_and_cancellation():
+    model = tiny_model("llama")
+    events = []
+
+    def cb(p):
+        events.append((p.stage, p.layers_done, p.layers_total))
+        if p.stage == "pruning" and p.layers_done == 3:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        prune_model(model, calib(), PruneSpec("magnitude"), progress=cb)
+    assert events[0] == ("calibrating", 0, 14)
+    assert [e[1] for e in events if e[0] == "pruning"] == [1, 2, 3]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    ids = calib()
+    cpu_model, gpu_model = tiny_model("llama"), tiny_model("llama")
+    spec = PruneSpec("sparsegpt", sparsity=0.5)
+    prune_model(cpu_model, ids, spec, device="cpu")
+    prune_model(gpu_model, ids, spec, device="cuda")
+    assert next(gpu_model.parameters()).device.type == "cpu"  # blocks go back home
+    for (n, a), (_, b) in zip(linear_weights(cpu_model).items(), linear_weights(gpu_model).items()):
+        assert torch.equal(a == 0, b == 0) or (a == 0).ne(b == 0).float().mean() < 1e-3, n
