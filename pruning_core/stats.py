@@ -53,7 +53,7 @@ def relative_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor, dtype=
     """‖(W−Ŵ)X‖²_F / ‖WX‖²_F = tr(ΔW H ΔWᵀ) / tr(W H Wᵀ). ΔW is formed explicitly, so float32
     is accurate enough for reporting; tests use the float64 default to compare near-equal errors."""
     W64, H64 = W.to(dtype), H.to(dtype)
-    dW = W64 - W_hat.double()
+    dW = W64 - W_hat.to(dtype)
     num = ((dW @ H64) * dW).sum()
     den = ((W64 @ H64) * W64).sum()
     return float(num / den) if den > 0 else 0.0

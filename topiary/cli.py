@@ -83,7 +83,7 @@ def _summary(report: dict, out: Path) -> str:
 @app.command()
 def prune(
     model: str = typer.Option("smollm2-135m", help="Bundled name (smollm2-135m), model directory, .gguf file, or hub id."),
-    method: str = typer.Option("sparsegpt", help="magnitude | wanda | sparsegpt (see `topiary methods`)."),
+    method: str = typer.Option("sparsegpt", help="Pruning method: alps, sparsegpt, wanda, magnitude (details: `topiary methods`)."),
     sparsity: Optional[float] = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
     pattern: Optional[str] = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
