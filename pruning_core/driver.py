@@ -128,6 +128,8 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
         W_hat = (result.weight * result.mask).to(lin.weight.dtype)
         err = relative_error(W, W_hat.to(torch.float32), stats[name].H, dtype=torch.float32)
         lin.weight.data.copy_(W_hat)
+        if result.bias_delta is not None and lin.bias is not None:
+            lin.bias.data.add_(result.bias_delta.to(lin.bias.dtype))
         keep = result.mask.to("cpu")
         report = LayerReport(
             name=f"{prefix}.{name}",

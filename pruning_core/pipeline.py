@@ -20,6 +20,7 @@ from . import data, export, models
 from .driver import Progress, PruneResult, prune_model
 from .errors import SpecError
 from .evaluate import perplexity
+from .quant import mask_bits_per_weight
 from .spec import PruneSpec
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,17 @@ def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow
     return out
 
 
+def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[str, Any]]:
+    """Effective storage of the pruned layers: value bits (kept weights + grids) and mask bits."""
+    if spec.quant is None:
+        return None
+    sizes = [r.shape[0] * r.shape[1] for r in result.layers]
+    values = sum(r.info["bits_per_weight"] * n for r, n in zip(result.layers, sizes)) / max(sum(sizes), 1)
+    mask = mask_bits_per_weight(spec.pattern)
+    return {"bits": spec.quant.bits, "group_size": spec.quant.group_size, "bits_per_weight": values,
+            "mask_bits_per_weight": mask, "bits_per_weight_with_mask": values + mask}
+
+
 def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:
     spec = job.spec
     ppl = {}
@@ -96,6 +108,7 @@ def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, devic
         "sparsity_achieved": result.sparsity,
         "options": spec.to_dict()["options"],
         "calibration": dataclasses.asdict(spec.calibration),
+        "quantization": quantization_summary(spec, result),
         "perplexity": ppl,
         "layers": [
             {"name": r.name, "shape": list(r.shape), "sparsity": r.sparsity, "rel_error": r.rel_error, "seconds": r.seconds, **r.info}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from .errors import SpecError
+from .quant import QuantSpec
 
 _NM_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -85,6 +86,7 @@ class PruneSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     ignore: tuple[str, ...] = DEFAULT_IGNORE
+    quant: Optional[QuantSpec] = None  # joint quantization of the kept weights (sparsegpt, pgz)
 
     def __post_init__(self) -> None:
         from .methods import METHODS  # late: methods import this module
@@ -97,6 +99,9 @@ class PruneSpec:
             raise SpecError(f"sparsity must be in [0, 1), got {self.sparsity}", "sparsity")
         object.__setattr__(self, "sparsity", float(self.sparsity))
         object.__setattr__(self, "options", dict(self.options))
+        if self.quant is not None and not METHODS[self.method].supports_quant:
+            joint = ", ".join(sorted(n for n, m in METHODS.items() if m.supports_quant))
+            raise SpecError(f"method {self.method} has no joint quantization; use one of: {joint}", "quantize")
         self.method_options()  # validate option names and values now, not mid-run
 
     def method_options(self) -> Any:
@@ -124,4 +129,5 @@ class PruneSpec:
             "options": dataclasses.asdict(self.method_options()),
             "calibration": dataclasses.asdict(self.calibration),
             "ignore": list(self.ignore),
+            "quantize": dataclasses.asdict(self.quant) if self.quant else None,
         }

@@ -8,7 +8,7 @@ method, with a small cache so that layers sharing an input also share factorizat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -18,15 +18,18 @@ class GramAccumulator:
 
     def __init__(self, n: int, device: torch.device):
         self.sum = torch.zeros(n, n, dtype=torch.float32, device=device)
+        self.first = torch.zeros(n, dtype=torch.float32, device=device)  # Σ x, for centering
         self.tokens = 0
 
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).to(torch.float32)  # [tokens, n]
         self.sum.addmm_(x.T, x)
+        self.first += x.sum(dim=0)
         self.tokens += x.shape[0]
 
     def finish(self) -> "LayerStats":
-        return LayerStats(H=self.sum / max(self.tokens, 1), tokens=self.tokens)
+        count = max(self.tokens, 1)
+        return LayerStats(H=self.sum / count, tokens=self.tokens, mean=self.first / count)
 
 
 @dataclass
@@ -35,6 +38,7 @@ class LayerStats:
 
     H: torch.Tensor
     tokens: int
+    mean: Optional[torch.Tensor] = None  # [n] per-feature token mean
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property

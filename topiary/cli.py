@@ -39,6 +39,15 @@ def _parse_options(pairs: List[str]) -> dict:
     return options
 
 
+def _quant_spec(cls, text: Optional[str], group_size: Optional[int]):
+    if group_size is not None and text is None:
+        fail("--group-size needs --quantize")
+    try:
+        return cls.parse(text, group_size)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 class _Bar:
     """tqdm bar over pruned layers plus one stderr line per stage."""
 
@@ -74,6 +83,10 @@ def _summary(report: dict, out: Path) -> str:
     for name, ppl in report["perplexity"].items():
         dense = f"{ppl['dense']:.3f}" if ppl["dense"] is not None else "-"
         lines.append(f"{name:<12}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
+    q = report.get("quantization")
+    if q:
+        lines.append(f"quantized   int{q['bits']}: {q['bits_per_weight']:.2f} bits/weight for values, "
+                     f"{q['bits_per_weight_with_mask']:.2f} with the mask")
     t = report["timings"]
     lines.append(f"time        {t['total']:.1f}s total, {t['prune']:.1f}s pruning on {report['device']}")
     lines.append(f"output      {out}/model (checkpoint), masks.safetensors, report.json")
@@ -83,10 +96,12 @@ def _summary(report: dict, out: Path) -> str:
 @app.command()
 def prune(
     model: str = typer.Option("smollm2-135m", help="Bundled name (smollm2-135m), model directory, .gguf file, or hub id."),
-    method: str = typer.Option("sparsegpt", help="Pruning method: alps, sparsegpt, wanda, magnitude (details: `topiary methods`)."),
+    method: str = typer.Option("sparsegpt", help="Pruning method: alps, pgz, sparsegpt, wanda, magnitude (details: `topiary methods`)."),
     sparsity: Optional[float] = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
     pattern: Optional[str] = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
+    quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
+    group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
     calib: str = typer.Option("c4", help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
     nsamples: int = typer.Option(128, help="Calibration sequences."),
     seqlen: int = typer.Option(2048, help="Tokens per calibration sequence."),
@@ -105,6 +120,7 @@ def prune(
     """Prune a model, evaluate it, and write model/, masks.safetensors and report.json to --out."""
     from pruning_core import CalibrationSpec, Pattern, PruneSpec, TopiaryError
     from pruning_core.models import DTYPES
+    from pruning_core.quant import QuantSpec
     from pruning_core.pipeline import EvalSpec, Job, run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -120,6 +136,7 @@ def prune(
             pattern=pat,
             options=_parse_options(option),
             calibration=CalibrationSpec(calib, nsamples, seqlen, seed),
+            quant=_quant_spec(QuantSpec, quantize, group_size),
         )
         job = Job(model, spec, EvalSpec(tuple(eval), eval_seqlen, eval_limit, dense_eval), dtype, device)
         report = run(job, out, _Bar(quiet), data_dir, allow_download)

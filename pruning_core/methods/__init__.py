@@ -3,7 +3,7 @@ job spec; add a method by adding one module and one entry here."""
 
 from __future__ import annotations
 
-from . import alps, magnitude, sparsegpt, wanda
+from . import alps, magnitude, pgz, sparsegpt, wanda
 from .base import LayerResult, Method
 
 METHODS: dict[str, Method] = {
@@ -11,6 +11,7 @@ METHODS: dict[str, Method] = {
     "wanda": wanda.METHOD,
     "sparsegpt": sparsegpt.METHOD,
     "alps": alps.METHOD,
+    "pgz": pgz.METHOD,
 }
 
 __all__ = ["METHODS", "Method", "LayerResult"]

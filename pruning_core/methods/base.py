@@ -20,6 +20,7 @@ class LayerResult:
     weight: torch.Tensor
     mask: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    bias_delta: Optional[torch.Tensor] = None  # [m], added to the layer's bias when it has one
 
 
 @dataclass(frozen=True)
@@ -33,5 +34,4 @@ class Method:
     options: type
     needs_hessian: bool
     summary: str
-    # optional: solve several layers that share one input together (same results, less work)
-    prune_group: Optional[Callable[..., list[LayerResult]]] = None
+    supports_quant: bool = False  # honours PruneSpec.quant (joint sparsify + quantize)

@@ -14,6 +14,7 @@ import torch
 
 from .. import masks
 from ..numerics import cholesky_retry, damped
+from ..quant import Grid
 from .base import LayerResult, Method
 
 
@@ -37,9 +38,10 @@ def inverse_factor(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torc
     return cholesky_retry(H_inv, upper=True), dead
 
 
-def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec) -> torch.Tensor:
+def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec, grid, i1: int) -> torch.Tensor:
     """Eliminate the columns of one block left to right (§3.3 step 3); W1 and keep1 are updated in
-    place. Returns the m×B matrix of scaled errors E used for the lazy update of later blocks."""
+    place. With a grid, the kept value is rounded to it so the error pushed right includes the
+    rounding error. Returns the m×B scaled errors E for the lazy update of later blocks."""
     d = torch.diagonal(U1)
     E1 = torch.zeros_like(W1)
     pattern = spec.pattern
@@ -49,6 +51,8 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec) 
             keep1[:, i : i + pattern.m] = masks.nm_keep(score, pattern.n_keep, pattern.m)
         w = W1[:, i]
         q = w * keep1[:, i]
+        if grid is not None:
+            q = grid.quantize_column(q, i1 + i)  # 0 is on the grid: pruned weights stay 0
         err = (w - q) / d[i]
         # rank-1 OBS update of the remaining columns of the block
         W1[:, i:].sub_(err.unsqueeze(1) * U1[i, i:].unsqueeze(0))
@@ -70,6 +74,7 @@ def prune_layer(W: torch.Tensor, stats, spec, options: SparseGPTOptions) -> Laye
             masks.nm_keep(W, pattern.n_keep, pattern.m)  # raises the clear SpecError
         block = max(pattern.m, block // pattern.m * pattern.m)  # groups must not straddle blocks
     keep = torch.ones_like(W, dtype=torch.bool)
+    grid = Grid(W, spec.quant) if spec.quant else None  # fixed once from the dense weights
     for i1 in range(0, n, block):
         i2 = min(i1 + block, n)
         W1 = W[:, i1:i2].clone()
@@ -79,12 +84,15 @@ def prune_layer(W: torch.Tensor, stats, spec, options: SparseGPTOptions) -> Laye
         else:
             score = W1**2 / torch.diagonal(U1).unsqueeze(0) ** 2  # [m, B]
             keep1 = masks.prune_lowest(score, masks.n_pruned(score.numel(), spec.sparsity))
-        E1 = _sweep_block(W1, U1, keep1, spec)
+        E1 = _sweep_block(W1, U1, keep1, spec, grid, i1)
         W[:, i1:i2] = W1
         keep[:, i1:i2] = keep1
         W[:, i2:].sub_(E1 @ U[i1:i2, i2:])  # lazy batch update of all later columns
-    return LayerResult(weight=W * keep, mask=keep, info={"dead_inputs": int(dead.sum())})
+    info = {"dead_inputs": int(dead.sum())}
+    if grid is not None:
+        info["bits_per_weight"] = grid.bits_per_weight(int(keep.sum()), keep.numel())
+    return LayerResult(weight=W * keep, mask=keep, info=info)
 
 
 METHOD = Method("sparsegpt", prune_layer, SparseGPTOptions, needs_hessian=True,
-                summary="OBS column sweep with Cholesky of H⁻¹ (Frantar & Alistarh 2023)")
+                summary="OBS column sweep with Cholesky of H⁻¹ (Frantar & Alistarh 2023)", supports_quant=True)

@@ -116,3 +116,26 @@ def test_bundled_model_sparsegpt(tmp_path, smol_dir):
     assert report["sparsity_achieved"] == pytest.approx(0.5, abs=1e-4)
     # a working SparseGPT at 50% costs some perplexity, not orders of magnitude
     assert ppl["dense"] < ppl["pruned"] < 4 * ppl["dense"]
+
+
+def test_pgz_with_int4_end_to_end(tmp_path, tiny_model_dir):
+    out = tmp_path / "pgz"
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--method", "pgz", "--pattern", "2:4", "--quantize", "int4",
+                   "--nsamples", "4", "--seqlen", "32", "--eval", "wikitext2", "--eval-limit", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = reload_and_check(out, windows=2, seqlen=32)
+    q = report["quantization"]
+    assert q["bits"] == 4 and q["mask_bits_per_weight"] == pytest.approx(0.646, abs=1e-3)
+    # 4 bits on half the weights plus 24 grid bits per row of 64 or 128 inputs
+    assert 2 + 24 / 128 <= q["bits_per_weight"] <= 2 + 24 / 64 and "bits/weight" in proc.stdout
+    # every kept weight of the reloaded checkpoint sits on at most 16 levels per row
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    W = model.model.layers[0].mlp.down_proj.weight
+    assert all(len(torch.unique(row)) <= 16 for row in W)
+
+
+def test_quantize_rejected_for_methods_without_it(tmp_path):
+    proc = topiary("prune", "--method", "wanda", "--quantize", "int4", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no joint quantization" in proc.stderr

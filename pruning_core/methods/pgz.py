@@ -1,0 +1,197 @@
+"""PGZ, "pushing the modified gradient to zero" (algorithms.md §4): gradual masks chosen by the
+score P1·P2, each step followed by a reconstruction that drives S(w) = 2L(w − w₀) towards 0 with
+a modified Lion optimizer, optionally with joint 4-bit quantization.
+
+Everything runs in the preprocessed space (§4.5): x̃ = x ⊘ r with r_j = sqrt(mean x_j² + ε), so
+W̃ = W·diag(r), H̃ = diag(r)⁻¹ H diag(r)⁻¹ (unit-scale diagonal) and H̃ + δI = LᵀL (L upper).
+Matrix form for all rows at once: S = 2(W̃ − W̃₀)Lᵀ and ∇f = 2(α·sign(S) + 2β·S)L (m×n).
+
+Resolutions of the §4.7 ambiguities (defaults; the alternative is the named option):
+  A1 d_j = L_jj of the upper factor               | order_free_diag: 1/sqrt((H̃⁻¹)_jj)
+  A2 sign(0) = 0 (torch.sign)                     | —
+  A3 always damp δ = 0.01·mean diag (fp32 safety) | percdamp
+  A4 α, β rescaled at every step start so ‖∇f‖_∞ = 1: the sign and raw-gradient halves of Lion's
+     update then have comparable size on every layer; the step is relative to RMS(W̃₀) for the
+     same reason (weights of different layers differ by orders of magnitude) | l1, l2, lr, absolute_lr
+  A5 K = 100 iterations, stop when ‖S‖² improved < 1e-4 (relative) over 10 | iters, tol, patience
+  A6 Lion state reset at each step (the mask changed, so did the problem) | carry_state
+  A7 Ŝ = 0.9·new + 0.1·old across steps          | smoothing (weight of the old score)
+  A8 comparison group = each output row (N:M: each group)
+  A9 gradual N:M: c_t = min(M−N, round(M·s_t)) pruned per group | nm_single_step
+  A10 no centering (it would drop the mean-output error) | center (+ bias compensation)
+  A11 per-feature RMS, ε = 1e-8                   | eps
+  A12 weight decay towards 0 as in Lion           | weight_decay
+  A13 mask → quantize → reconstruct → quantize, grid from the dense weights | straight_through
+  A15 calibration size is the caller's (PruneSpec.calibration)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import masks
+from ..numerics import cholesky_retry
+from ..quant import Grid
+from .base import LayerResult, Method
+
+
+@dataclass(frozen=True)
+class PGZOptions:
+    step: float = 0.1  # Δs per gradual step (paper: 0.1, so 50% in 5 steps)
+    s0: float = 0.0  # s_t = s0 + step·t for t = 1..T, clipped to the target
+    smoothing: float = 0.1  # A7: weight of the previous smoothed score
+    iters: int = 100  # A5: Lion iterations per step
+    tol: float = 1e-4  # A5: relative improvement of ‖S‖² ...
+    patience: int = 10  # ... over this many iterations, else stop the step
+    lr: float = 0.04  # A4: Lion step relative to RMS(W̃₀) (= paper's 8e-4 at a weight RMS of 0.02)
+    absolute_lr: bool = False  # A4: use lr as an absolute step instead
+    beta1: float = 0.9
+    beta2: float = 0.99
+    mix: float = 1.4  # ρ of the modified Lion: v = ρ·sign(c) + (2−ρ)·G
+    weight_decay: float = 0.01  # A12
+    l1: float = 1.0  # A4: relative weight α of ‖S‖₁
+    l2: float = 1.0  # A4: relative weight β of ‖S‖²
+    percdamp: float = 0.01  # A3
+    eps: float = 1e-8  # A11
+    order_free_diag: bool = False  # A1
+    carry_state: bool = False  # A6
+    nm_single_step: bool = False  # A9
+    center: bool = False  # A10
+    straight_through: bool = False  # A13
+    record_trace: bool = False  # keep ‖S‖² per iteration of the last step in the layer report
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step <= 1 or not 0 <= self.s0 < 1:
+            raise ValueError("need 0 < step <= 1 and 0 <= s0 < 1")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError("smoothing must be in [0, 1)")
+        if self.iters < 0 or self.patience < 1 or self.lr <= 0:
+            raise ValueError("need iters >= 0, patience >= 1, lr > 0")
+
+
+@dataclass
+class _Problem:
+    """Preprocessed statistics shared by every layer reading the same input."""
+
+    r: torch.Tensor  # [n] feature RMS
+    L: torch.Tensor  # [n, n] upper, H̃ + δI = LᵀL
+    colnorm: torch.Tensor  # [n] sqrt(H̃_jj) = ‖L_{:,j}‖
+    d: torch.Tensor  # [n] diagonal term of P2
+    mean: torch.Tensor | None  # [n] feature mean in x̃ units (centering only)
+
+
+def preprocess(stats, o: PGZOptions) -> _Problem:
+    """§4.5: per-feature RMS scaling (and optional centering), damping, upper Cholesky."""
+    H = stats.H.double()
+    r = torch.sqrt(torch.diagonal(H) + o.eps)
+    mean = None
+    if o.center:
+        mu = stats.mean.double()
+        H = H - torch.outer(mu, mu)  # covariance: the mean direction leaves the objective
+        mean = (mu / r).float()
+    Ht = H / r.unsqueeze(1) / r.unsqueeze(0)
+    Ht = Ht + o.percdamp * torch.mean(torch.diagonal(Ht)) * torch.eye(Ht.shape[0], dtype=Ht.dtype, device=Ht.device)
+    L = cholesky_retry(Ht, upper=True)
+    if o.order_free_diag:
+        d = 1.0 / torch.sqrt(torch.diagonal(torch.cholesky_inverse(L, upper=True)))
+    else:
+        d = torch.diagonal(L)
+    return _Problem(r.float(), L.float(), torch.sqrt(torch.diagonal(Ht)).float(), d.float(), mean)
+
+
+def schedule(sparsity: float, pattern, o: PGZOptions) -> list[float]:
+    """Targets s_t = s0 + step·t (t = 1..T) clipped to the final sparsity (§4.3)."""
+    if pattern.is_nm and o.nm_single_step:
+        return [sparsity]
+    steps = max(1, math.ceil(round((sparsity - o.s0) / o.step, 9)))
+    return [min(sparsity, o.s0 + o.step * t) for t in range(1, steps + 1)]
+
+
+def _grow(score: torch.Tensor, pruned: torch.Tensor, s_t: float, pattern) -> torch.Tensor:
+    """Masks only grow: already-pruned weights score −∞ so they stay among the lowest (§4.3)."""
+    ranked = score.masked_fill(pruned, float("-inf"))
+    if pattern.is_nm:
+        c_t = min(pattern.m - pattern.n_keep, round(pattern.m * s_t))  # A9: pruned per group
+        return pruned if c_t == 0 else ~masks.nm_keep(ranked, pattern.m - c_t, pattern.m)
+    return ~masks.prune_lowest_per_row(ranked, masks.n_pruned(score.shape[1], s_t))
+
+
+def _gradient(S: torch.Tensor, L: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """∇_W̃ of α‖S‖₁ + β‖S‖² in matrix form: 2(α·sign(S) + 2β·S)L (§4.4)."""
+    return 2.0 * (a * torch.sign(S) + 2.0 * b * S) @ L
+
+
+def reconstruct(Wt, W0, pruned, prob: _Problem, o: PGZOptions, lr: float, quantize, state):
+    """K iterations of the modified Lion on f(W̃) = α‖S‖₁ + β‖S‖², pruned weights held at 0.
+    Returns (best iterate by ‖S‖², trace of ‖S‖², Lion state). With straight_through, S is taken
+    at the quantized weights while the continuous weights are updated."""
+    L = prob.L
+    evaluate = (lambda W: quantize(W) * ~pruned) if o.straight_through else (lambda W: W)
+    S = 2.0 * (evaluate(Wt) - W0) @ L.T  # [m, n]
+    g0 = _gradient(S, L, o.l1, o.l2).masked_fill(pruned, 0.0)
+    gamma = 1.0 / float(g0.abs().max().clamp_min(1e-30))  # A4: ‖∇f‖_∞ = 1 at the step start
+    a, b = gamma * o.l1, gamma * o.l2
+    mom = state if state is not None else torch.zeros_like(Wt)
+    best, best_loss = evaluate(Wt).clone(), float((S * S).sum())
+    trace, last_gain = [best_loss], 0
+    for k in range(o.iters):
+        G = _gradient(S, L, a, b).masked_fill(pruned, 0.0)
+        c = o.beta1 * mom + (1 - o.beta1) * G
+        mom = o.beta2 * mom + (1 - o.beta2) * G
+        v = o.mix * torch.sign(c) + (2 - o.mix) * G
+        Wt = ((1 - o.weight_decay * lr) * Wt - lr * v / (k + 1)).masked_fill(pruned, 0.0)
+        S = 2.0 * (evaluate(Wt) - W0) @ L.T
+        loss = float((S * S).sum())
+        trace.append(loss)
+        if loss < best_loss * (1 - o.tol):
+            last_gain = k
+        if loss < best_loss:
+            best, best_loss = evaluate(Wt).clone(), loss
+        if k - last_gain >= o.patience:
+            break
+    return best, trace, mom
+
+
+def prune_layer(W: torch.Tensor, stats, spec, o: PGZOptions) -> LayerResult:
+    """§4.6 for one layer: T gradual steps of (score → grow mask → quantize → reconstruct)."""
+    key = f"pgz:{o.percdamp}:{o.eps}:{o.order_free_diag}:{o.center}"
+    prob = stats.cached(key, lambda: preprocess(stats, o))
+    r = prob.r.unsqueeze(0)  # [1, n]
+    W0 = W * r  # [m, n]: W̃₀
+    lr = o.lr if o.absolute_lr else o.lr * float(W0.pow(2).mean().sqrt().clamp_min(1e-12))
+    grid = Grid(W, spec.quant) if spec.quant else None  # fixed from the dense weights, original space
+    quantize = (lambda Wt: grid.quantize(Wt / r) * r) if grid else (lambda Wt: Wt)
+    Wt, pruned, smooth, state = W0.clone(), torch.zeros_like(W, dtype=torch.bool), None, None
+    energy = float((W0 * (W0 @ (prob.L.T @ prob.L))).sum()) or 1.0  # tr(W̃₀ H̃ W̃₀ᵀ)
+    total_iters, masked_loss, trace = 0, 0.0, []
+    for s_t in schedule(spec.sparsity, spec.pattern, o):
+        S = 2.0 * (Wt - W0) @ prob.L.T
+        score = (2.0 * prob.colnorm * Wt.abs()) * (prob.d * Wt * Wt - S * Wt).abs()  # P1·P2 (§4.2)
+        smooth = score if smooth is None else (1 - o.smoothing) * score + o.smoothing * smooth
+        pruned = _grow(smooth, pruned, s_t, spec.pattern)
+        Wt = quantize(Wt.masked_fill(pruned, 0.0)) * ~pruned
+        S = 2.0 * (Wt - W0) @ prob.L.T
+        masked_loss = float((S * S).sum())
+        Wt, trace, mom = reconstruct(Wt, W0, pruned, prob, o, lr, quantize, state if o.carry_state else None)
+        state = mom
+        total_iters += len(trace) - 1
+        Wt = quantize(Wt) * ~pruned
+    S = 2.0 * (Wt - W0) @ prob.L.T
+    info = {"steps": len(schedule(spec.sparsity, spec.pattern, o)), "iterations": total_iters,
+            # ‖S‖² = 4·(w−w₀)ᵀH̃(w−w₀): relative errors in the damped, scaled space
+            "rel_error_masked": masked_loss / 4 / energy, "rel_error_recon": float((S * S).sum()) / 4 / energy}
+    if o.record_trace:
+        info["trace"] = [t / 4 / energy for t in trace]
+    if grid is not None:
+        info["bits_per_weight"] = grid.bits_per_weight(int((~pruned).sum()), pruned.numel())
+    result = LayerResult(weight=(Wt / r) * ~pruned, mask=~pruned, info=info)
+    if o.center:  # A10: compensate the dropped mean-output error through the bias
+        result.bias_delta = ((W0 - Wt) @ prob.mean) if prob.mean is not None else None
+    return result
+
+
+METHOD = Method("pgz", prune_layer, PGZOptions, needs_hessian=True,
+                summary="gradual masks + Lion reconstruction pushing S = 2L(w−w₀) to 0", supports_quant=True)
