@@ -187,7 +187,9 @@ def prune_layer(W: torch.Tensor, stats, spec, o: PGZOptions) -> LayerResult:
         info["trace"] = [t / 4 / energy for t in trace]
     if grid is not None:
         info["bits_per_weight"] = grid.bits_per_weight(int((~pruned).sum()), pruned.numel())
-    result = LayerResult(weight=(Wt / r) * ~pruned, mask=~pruned, info=info)
+    # the last rounding happens in the original space so saved weights are exact grid values
+    W_hat = grid.quantize(Wt / r) if grid else Wt / r
+    result = LayerResult(weight=W_hat * ~pruned, mask=~pruned, info=info)
     if o.center:  # A10: compensate the dropped mean-output error through the bias
         result.bias_delta = ((W0 - Wt) @ prob.mean) if prob.mean is not None else None
     return result
