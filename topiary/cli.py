@@ -157,6 +157,65 @@ def methods() -> None:
         typer.echo(f"{name:<10} {m.summary}\n{'':<10} options: {opts}")
 
 
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _migrate() -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from db.settings import get_settings
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config(str(root / "alembic.ini"))
+    cfg.attributes["url"] = get_settings().db_url
+    command.upgrade(cfg, "head")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to the configured database (TOPIARY_DATABASE_URL or the SQLite default)."""
+    _migrate()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: str = typer.Option(..., help="Tenant name (created when new)."),
+    scopes: str = typer.Option("jobs:read,jobs:write", help="Comma-separated: jobs:read, jobs:write, admin."),
+) -> None:
+    """Create an API key and print it alone on stdout (it is shown only this once)."""
+    from db import keys
+    from db.engine import sessionmaker_for
+    from db.settings import get_settings
+
+    _migrate()
+    with sessionmaker_for(get_settings().db_url)() as s:
+        try:
+            _, plaintext = keys.create_key(s, tenant, [x.strip() for x in scopes.split(",") if x.strip()])
+        except ValueError as exc:
+            fail(str(exc))
+        s.commit()
+    typer.echo(plaintext)
+
+
+@app.command()
+def api(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port."),
+    workers: int = typer.Option(1, help="Server processes."),
+    migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Apply migrations first."),
+) -> None:
+    """Run the REST API alone (no worker)."""
+    import uvicorn
+
+    if migrate:
+        _migrate()
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
 def main() -> None:
     """Entry point: click usage errors become one line and exit code 2."""
     try:

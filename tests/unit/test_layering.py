@@ -18,3 +18,13 @@ def test_cli_help_does_not_load_torch():
     code = "import sys; from topiary import cli; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_api_does_not_load_torch_or_pruning_core():
+    code = (
+        "import sys; from api.app import create_app; create_app(); import db.broker, db.jobs;"
+        "bad=[m for m in ('torch','pruning_core','transformers') if m in sys.modules];"
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,69 @@
+"""RFC 9457 problem+json for every error. `type` is a stable slug URI; no stack trace, SQL or
+internal message ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise anywhere in a request: becomes a problem+json response."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str = "", headers: dict | None = None, **extra: Any):
+        super().__init__(detail or title)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers, self.extra = headers or {}, extra
+
+
+def problem_response(status: int, slug: str, title: str, detail: str = "", instance: str | None = None,
+                     headers: dict | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": f"/problems/{slug}", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+_HTTP_SLUGS = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+               406: "not-acceptable", 413: "payload-too-large", 415: "unsupported-media-type"}
+
+
+def _field(loc: tuple) -> str:
+    """'body.calibration.nsamples' -> 'calibration.nsamples' (the field a client sent)."""
+    parts = [str(p) for p in loc]
+    return ".".join(parts[1:] if parts and parts[0] == "body" else parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc.status, exc.slug, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
+        detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
+        return problem_response(422, "validation-error", "Request is not valid", detail, request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        slug = _HTTP_SLUGS.get(exc.status_code, "http-error")
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        return problem_response(exc.status_code, slug, slug.replace("-", " ").capitalize(), detail, request.url.path,
+                                getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "Internal error", "the error was logged", request.url.path)

@@ -1,0 +1,1 @@
+"""Thin routers: parse, authorize, call the repository or service, shape the response."""

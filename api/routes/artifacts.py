@@ -1,0 +1,85 @@
+"""Artifact listing and download: streamed in constant memory, strong ETag (the sha256),
+single byte ranges (206), If-Range, If-None-Match."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import select
+
+from db.artifacts import LocalStore
+from db.models import Artifact
+
+from ..deps import Principal, require, session, settings
+from ..problems import Problem
+from ..schemas import ArtifactOut, Page
+from .jobs import load_job
+
+router = APIRouter(tags=["artifacts"])
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _out(a: Artifact) -> dict:
+    return ArtifactOut(id=a.id, name=a.name, size=a.size, sha256=a.sha256, created_at=a.created_at).model_dump(mode="json")
+
+
+@router.get("/v1/jobs/{job_id}/artifacts", response_model=Page)
+def list_artifacts(job_id: str, s=Depends(session), p: Principal = Depends(require("jobs:read"))):
+    job = load_job(s, p, job_id)
+    rows = list(s.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
+    data = [_out(a) for a in rows]
+    return Page(data=data, has_more=False, first_id=data[0]["id"] if data else None,
+                last_id=data[-1]["id"] if data else None)
+
+
+def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:
+    """One range 'bytes=a-b' | 'bytes=a-' | 'bytes=-n' -> (start, end) inclusive; None if absent
+    or not satisfiable (the caller answers 416 when a header was given)."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        n = int(last)
+        return (max(size - n, 0), size - 1) if n > 0 and size > 0 else None
+    start, end = int(first), int(last) if last else size - 1
+    if start >= size or end < start:
+        return None
+    return start, min(end, size - 1)
+
+
+@router.get("/v1/artifacts/{artifact_id}/content",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial content"}})
+def download(artifact_id: str, s=Depends(session), cfg=Depends(settings), p: Principal = Depends(require("jobs:read")),
+             range_: Optional[str] = Header(None, alias="range", max_length=200),
+             if_range: Optional[str] = Header(None, max_length=200),
+             if_none_match: Optional[str] = Header(None, max_length=200)):
+    art = s.scalar(select(Artifact).where(Artifact.id == artifact_id, Artifact.tenant_id == p.tenant_id))
+    if art is None:
+        raise Problem(404, "not-found", "Artifact not found", f"no artifact {artifact_id}")
+    store = LocalStore(cfg.artifacts)
+    etag = f'"{art.sha256}"'
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Repr-Digest": f"sha-256=:{_b64(art.sha256)}:",
+               "Content-Disposition": f'attachment; filename="{art.name.rsplit("/", 1)[-1]}"'}
+    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    start, end, code = 0, art.size - 1, 200
+    if range_ and (if_range is None or if_range.strip() == etag):
+        span = _byte_range(range_, art.size)
+        if span is None:
+            raise Problem(416, "range-not-satisfiable", "Range not satisfiable", f"size is {art.size} bytes",
+                          headers={"Content-Range": f"bytes */{art.size}"})
+        (start, end), code = span, 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{art.size}"
+    headers["Content-Length"] = str(end - start + 1 if art.size else 0)
+    body = store.read_range(art.location, start, end) if art.size else iter(())
+    return StreamingResponse(body, status_code=code, media_type="application/octet-stream", headers=headers)
+
+
+def _b64(hex_digest: str) -> str:
+    import base64
+
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()

@@ -1,0 +1,71 @@
+"""Job events: a paginated list, or with `Accept: text/event-stream` a live SSE stream that
+resumes from Last-Event-ID and ends after the terminal status event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from db import jobs, status as st
+from db.engine import sessionmaker_for
+
+from ..deps import Principal, require, session
+from ..schemas import EventOut, Page
+from .jobs import load_job
+
+router = APIRouter(prefix="/v1/jobs", tags=["events"])
+HEARTBEAT_SECONDS = 15.0
+POLL_SECONDS = 0.25
+
+
+def _out(e) -> dict:
+    return EventOut(id=e.id, type=e.type, data=e.data, created_at=e.created_at).model_dump(mode="json")
+
+
+def _is_terminal(event) -> bool:
+    return event.type == "status" and event.data.get("status") in st.TERMINAL
+
+
+@router.get("/{job_id}/events", response_model=Page,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "list, or SSE stream"}})
+def list_events(job_id: str, request: Request, s=Depends(session), p: Principal = Depends(require("jobs:read")),
+                after: int = Query(0, ge=0, le=2**62), limit: int = Query(100, ge=1, le=1000),
+                last_event_id: Optional[str] = Header(None, max_length=20)):
+    job = load_job(s, p, job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        return StreamingResponse(_stream(request, job.id, start), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    rows = jobs.events_after(s, job.id, after, limit + 1)
+    data = [_out(e) for e in rows[:limit]]
+    return Page(data=data, has_more=len(rows) > limit, first_id=data[0]["id"] if data else None,
+                last_id=data[-1]["id"] if data else None)
+
+
+async def _stream(request: Request, job_id: str, after: int):
+    """Poll the database (the source of truth) and forward new events; a comment line every
+    HEARTBEAT_SECONDS keeps proxies from closing an idle stream."""
+    maker = sessionmaker_for(request.app.state.settings.db_url)
+
+    def fetch(last: int):
+        with maker() as s:
+            return jobs.events_after(s, job_id, last, 500)
+
+    last, beat = after, time.monotonic()
+    while not await request.is_disconnected():
+        events = await run_in_threadpool(fetch, last)
+        for e in events:
+            last = e.id
+            yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(_out(e))}\n\n"
+            if _is_terminal(e):
+                return
+        if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+            beat = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(POLL_SECONDS)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db import jobs, status as st
+from db.artifacts import LocalStore
+from db.models import Artifact, Job
+
+from .. import service
+from ..deps import Principal, require, session, settings
+from ..problems import Problem
+from ..schemas import JobCreate, JobOut, Page
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def load_job(s: Session, p: Principal, job_id: str) -> Job:
+    job = jobs.get_job(s, p.tenant_id, job_id)
+    if job is None:  # another tenant's job is indistinguishable from a missing one
+        raise Problem(404, "not-found", "Job not found", f"no job {job_id}")
+    return job
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def create_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(settings),
+               p: Principal = Depends(require("jobs:write")),
+               idempotency_key: Optional[str] = Header(None, max_length=255)):
+    code, payload, replayed = service.create_job(s, cfg, p.tenant_id, body, idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(payload, status_code=code, headers=headers)
+
+
+@router.get("", response_model=Page)
+def list_jobs(request: Request, s: Session = Depends(session), p: Principal = Depends(require("jobs:read")),
+              limit: int = Query(20, ge=1, le=100), after: Optional[str] = Query(None, max_length=40),
+              status: Optional[str] = Query(None, max_length=20), method: Optional[str] = Query(None, max_length=40),
+              model: Optional[str] = Query(None, max_length=500),
+              created_after: Optional[datetime] = None, created_before: Optional[datetime] = None):
+    """Newest first. Filter on metadata with `metadata[key]=value` query parameters."""
+    metadata = {k[9:-1]: v for k, v in request.query_params.items() if k.startswith("metadata[") and k.endswith("]")}
+    try:
+        rows, more = jobs.list_jobs(s, p.tenant_id, limit, after, status, method, model, created_after,
+                                    created_before, metadata)
+    except LookupError:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", f"no job {after} to page after")
+    data = [service.job_out(j) for j in rows]
+    return Page(data=data, has_more=more, first_id=data[0]["id"] if data else None,
+                last_id=data[-1]["id"] if data else None)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, s: Session = Depends(session), p: Principal = Depends(require("jobs:read"))):
+    return service.job_out(load_job(s, p, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, s: Session = Depends(session), p: Principal = Depends(require("jobs:write"))):
+    job = load_job(s, p, job_id)
+    try:
+        jobs.request_cancel(s, job)
+    except jobs.IllegalTransition:
+        raise Problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
+    s.commit()
+    return service.job_out(job)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job_id: str, s: Session = Depends(session), cfg=Depends(settings),
+               p: Principal = Depends(require("jobs:write"))):
+    job = load_job(s, p, job_id)
+    if job.status not in st.TERMINAL:
+        raise Problem(409, "job-not-finished", "Job not finished", f"cancel job {job_id} first; it is {job.status}")
+    LocalStore(cfg.artifacts).delete_prefix(f"jobs/{job.id}")
+    s.delete(job)
+    s.commit()
+
+
+@router.get("/{job_id}/report")
+def get_report(job_id: str, s: Session = Depends(session), cfg=Depends(settings),
+               p: Principal = Depends(require("jobs:read"))):
+    job = load_job(s, p, job_id)
+    art = s.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == "report.json"))
+    if art is None:
+        raise Problem(404, "report-not-available", "No report yet", f"job {job_id} is {job.status}")
+    import json
+
+    return json.loads(LocalStore(cfg.artifacts).local_path(art.location).read_text())

@@ -1,0 +1,164 @@
+"""Wire schemas (separate from the ORM tables). The job body maps onto pruning_core's PruneSpec;
+cross-field rules are enforced here so a bad job is refused at the door, not an hour later."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from db import catalog
+
+Method = Literal[catalog.METHODS]  # type: ignore[valid-type]
+EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
+OptionValue = Union[bool, int, float, str]
+_NM = re.compile(r"^(\d+):(\d+)$")
+_DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
+
+
+class Calibration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field("c4", description="c4, wikitext2, ptb, or an uploaded dataset id (ds_...)", max_length=40)
+    nsamples: int = Field(128, ge=1, le=4096)
+    seqlen: int = Field(2048, ge=8, le=32768)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v not in catalog.CALIB_DATASETS and not _DATASET_ID.match(v):
+            raise ValueError(f"must be one of {', '.join(catalog.CALIB_DATASETS)} or an uploaded dataset id")
+        return v
+
+
+class Evaluation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    datasets: list[EvalDataset] = Field(default_factory=lambda: ["wikitext2"], max_length=3)
+    limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many windows per dataset")
+    seqlen: Optional[int] = Field(None, ge=8, le=32768, description="window length; default: calibration seqlen")
+
+
+class Quantize(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bits: int = Field(4, ge=2, le=8)
+    group_size: Optional[int] = Field(None, ge=1, le=65536)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
+    method: Method
+    sparsity: Optional[float] = Field(None, ge=0.0, lt=1.0, description="fraction of zeros; default 0.5")
+    pattern: Optional[str] = Field(None, max_length=20, description="'unstructured' or N:M, e.g. 2:4")
+    options: dict[str, OptionValue] = Field(default_factory=dict, max_length=64)
+    quantize: Optional[Quantize] = None
+    calibration: Calibration = Field(default_factory=Calibration)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not 1 <= len(key) <= 40 or len(value) > 500:
+                raise ValueError("metadata keys need 1-40 characters and values at most 500")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "JobCreate":
+        if self.pattern not in (None, "unstructured"):
+            match = _NM.match(self.pattern)
+            if not match or not 0 < int(match.group(1)) < int(match.group(2)) <= 64:
+                raise ValueError("pattern must be 'unstructured' or N:M with 0 < N < M <= 64 (N kept of M)")
+            implied = 1 - int(match.group(1)) / int(match.group(2))
+            if self.sparsity is not None and abs(self.sparsity - implied) > 1e-9:
+                raise ValueError(f"sparsity {self.sparsity} contradicts pattern {self.pattern} (sparsity {implied:g})")
+            self.sparsity = implied
+        elif self.sparsity is None:
+            self.sparsity = 0.5
+        if self.pattern is None:
+            self.pattern = "unstructured"
+        if self.quantize is not None and self.method not in catalog.QUANT_METHODS:
+            raise ValueError(f"quantize needs method {' or '.join(catalog.QUANT_METHODS)}")
+        return self
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    object: Literal["pruning_job"] = "pruning_job"
+    status: str
+    model: str
+    method: str
+    spec: dict[str, Any]
+    metadata: dict[str, str]
+    progress: dict[str, Any]
+    result: Optional[dict[str, Any]]
+    error: Optional[JobError]
+    attempt: int
+    created_at: datetime
+    started_at: Optional[datetime]
+    finished_at: Optional[datetime]
+
+
+class EventOut(BaseModel):
+    id: int
+    object: Literal["pruning_job.event"] = "pruning_job.event"
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class ArtifactOut(BaseModel):
+    id: str
+    object: Literal["artifact"] = "artifact"
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    path: Optional[str] = Field(None, max_length=1000, description="a model directory under an allowed root")
+    hub_id: Optional[str] = Field(None, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelCreate":
+        if (self.path is None) == (self.hub_id is None):
+            raise ValueError("give exactly one of path or hub_id")
+        return self
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    name: str
+    kind: str
+    source: str
+    created_at: Optional[datetime]
+
+
+class DatasetOut(BaseModel):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class Page(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Any]
+    has_more: bool
+    first_id: Optional[Union[str, int]] = None
+    last_id: Optional[Union[str, int]] = None

@@ -1,0 +1,111 @@
+"""Job submission: resolve the model, normalize the spec, apply Idempotency-Key, commit, then
+enqueue the id (never before the row is durable)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Optional
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import broker, catalog, jobs
+from db.models import Artifact, Dataset, IdempotencyRecord, Job, RegisteredModel
+from db.settings import Settings
+
+from .problems import Problem
+from .schemas import JobCreate, JobError, JobOut
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
+    return JobOut(id=job.id, status=job.status, model=job.model, method=job.method, spec=job.spec,
+                  metadata=job.metadata_ or {}, progress=job.progress or {}, result=job.result, error=error,
+                  attempt=job.attempt, created_at=job.created_at, started_at=job.started_at,
+                  finished_at=job.finished_at).model_dump(mode="json")
+
+
+def resolve_model(s: Session, tenant_id: str, ref: str) -> dict[str, str]:
+    """bundled name | registered model (id or name) | hub id -> {kind, source}."""
+    if ref in catalog.BUNDLED_MODELS:
+        return {"kind": "bundled", "source": ref}
+    found = s.scalar(select(RegisteredModel).where(
+        RegisteredModel.tenant_id == tenant_id, or_(RegisteredModel.id == ref, RegisteredModel.name == ref)))
+    if found is not None:
+        return {"kind": found.kind, "source": found.source}
+    if _HUB_ID.match(ref):
+        return {"kind": "hub", "source": ref}
+    raise Problem(422, "unknown-model", "Unknown model",
+                  f"{ref!r} is not a bundled model ({', '.join(catalog.BUNDLED_MODELS)}), a registered model or a hub id",
+                  errors=[{"field": "model", "message": "unknown model"}])
+
+
+def normalized_spec(s: Session, tenant_id: str, body: JobCreate) -> dict[str, Any]:
+    spec = body.model_dump(mode="json", exclude={"metadata"})
+    spec["model_source"] = resolve_model(s, tenant_id, body.model)
+    source = body.calibration.source
+    if source.startswith("ds_"):
+        dataset = s.scalar(select(Dataset).where(Dataset.id == source, Dataset.tenant_id == tenant_id))
+        if dataset is None:
+            raise Problem(422, "unknown-dataset", "Unknown dataset", f"no uploaded dataset {source}",
+                          errors=[{"field": "calibration.source", "message": "unknown dataset"}])
+        spec["calibration"]["location"] = s.get(Artifact, dataset.artifact_id).location
+    return spec
+
+
+def _fingerprint(spec: dict[str, Any], metadata: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps([spec, metadata], sort_keys=True).encode()).hexdigest()
+
+
+def _claim_key(s: Session, tenant_id: str, key: str, fingerprint: str) -> Optional[tuple[int, dict]]:
+    """Reserve `key`, or return the response to replay. Raises 409 (in flight) / 422 (other body)."""
+    s.add(IdempotencyRecord(tenant_id=tenant_id, key=key, fingerprint=fingerprint))
+    try:
+        s.commit()
+        return None
+    except IntegrityError:
+        s.rollback()
+    record = s.get(IdempotencyRecord, (tenant_id, key))
+    if record is None:  # expired between the insert and the read: treat as new next time
+        raise Problem(409, "idempotency-conflict", "Request in flight", "retry this request")
+    if record.fingerprint != fingerprint:
+        raise Problem(422, "idempotency-key-reuse", "Idempotency-Key reused",
+                      "this key was used with a different request body")
+    if record.status_code is None:
+        raise Problem(409, "idempotency-conflict", "Request in flight",
+                      "a request with this Idempotency-Key is still being processed; retry later")
+    return record.status_code, record.response or {}
+
+
+def create_job(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
+               idempotency_key: Optional[str]) -> tuple[int, dict[str, Any], bool]:
+    """Returns (status code, body, replayed)."""
+    spec = normalized_spec(s, tenant_id, body)
+    if idempotency_key is not None:
+        replay = _claim_key(s, tenant_id, idempotency_key, _fingerprint(spec, body.metadata))
+        if replay is not None:
+            return replay[0], replay[1], True
+    try:
+        job = jobs.create_job(s, tenant_id, spec, body.metadata)
+        s.commit()
+    except Exception:
+        s.rollback()
+        if idempotency_key is not None:  # nothing is saved for a failed request: the key is free again
+            record = s.get(IdempotencyRecord, (tenant_id, idempotency_key))
+            if record is not None:
+                s.delete(record)
+                s.commit()
+        raise
+    payload = job_out(job)
+    if idempotency_key is not None:
+        record = s.get(IdempotencyRecord, (tenant_id, idempotency_key))
+        record.status_code, record.response = 201, payload
+        s.commit()
+    if settings.enqueue:
+        broker.enqueue(settings, job.id)
+    return 201, payload, False

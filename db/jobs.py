@@ -1,0 +1,123 @@
+"""Job repository: the only place that changes a job's status. Every transition is checked
+against the status machine and recorded as an event in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from . import status as st
+from .models import Job, JobEvent, utcnow
+
+
+class IllegalTransition(Exception):
+    def __init__(self, job: Job, new: str):
+        super().__init__(f"job {job.id} cannot go from {job.status} to {new}")
+        self.current, self.new = job.status, new
+
+
+def add_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -> JobEvent:
+    event = JobEvent(job_id=job.id, type=type_, data=data)
+    session.add(event)
+    return event
+
+
+def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str]) -> Job:
+    job = Job(tenant_id=tenant_id, status=st.QUEUED, model=spec["model"], method=spec["method"], spec=spec,
+              metadata_=metadata, progress={"stage": st.QUEUED, "layers_done": 0, "layers_total": None, "percent": 0.0})
+    session.add(job)
+    session.flush()
+    add_event(session, job, "status", {"status": st.QUEUED, "previous": None})
+    return job
+
+
+def transition(session: Session, job: Job, new: str, *, error: Optional[tuple[str, str]] = None,
+               result: Optional[dict[str, Any]] = None) -> Job:
+    """Move `job` to `new` or raise IllegalTransition. Sets timestamps, error and result."""
+    if not st.allowed(job.status, new):
+        raise IllegalTransition(job, new)
+    previous, now = job.status, utcnow()
+    job.status = new
+    if new == st.RUNNING and job.started_at is None:
+        job.started_at = now
+    if new in st.TERMINAL:
+        job.finished_at = now
+        job.lease_owner = job.lease_until = None
+    if error is not None:
+        job.error_code, job.error_message = error
+    if result is not None:
+        job.result = result
+    job.progress = {**(job.progress or {}), "stage": new}
+    data: dict[str, Any] = {"status": new, "previous": previous}
+    if error is not None:
+        data["error"] = {"code": error[0], "message": error[1]}
+    add_event(session, job, "status", data)
+    return job
+
+
+def request_cancel(session: Session, job: Job) -> Job:
+    """queued/validating: cancelled at once. running/evaluating: cancelling, the worker finishes it."""
+    if job.status in (st.QUEUED, st.VALIDATING):
+        return transition(session, job, st.CANCELLED, error=("cancelled", "cancelled by request"))
+    if job.status in (st.RUNNING, st.EVALUATING):
+        job.cancel_requested = True
+        return transition(session, job, st.CANCELLING)
+    if job.status == st.CANCELLING:
+        return job
+    raise IllegalTransition(job, st.CANCELLED)
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Optional[Job]:
+    """Tenant-scoped lookup: another tenant's job is simply not found."""
+    return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+
+
+def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: Optional[str] = None,
+              status: Optional[str] = None, method: Optional[str] = None, model: Optional[str] = None,
+              created_after: Optional[datetime] = None, created_before: Optional[datetime] = None,
+              metadata: Optional[dict[str, str]] = None) -> tuple[list[Job], bool]:
+    """Newest first; `after` is the id of the last job of the previous page."""
+    q = select(Job).where(Job.tenant_id == tenant_id)
+    if after:
+        cursor = get_job(session, tenant_id, after)
+        if cursor is None:
+            raise LookupError(after)
+        q = q.where(or_(Job.created_at < cursor.created_at, and_(Job.created_at == cursor.created_at, Job.id < cursor.id)))
+    for column, value in ((Job.status, status), (Job.method, method), (Job.model, model)):
+        if value is not None:
+            q = q.where(column == value)
+    if created_after is not None:
+        q = q.where(Job.created_at >= created_after)
+    if created_before is not None:
+        q = q.where(Job.created_at < created_before)
+    for key, value in (metadata or {}).items():
+        q = q.where(Job.metadata_[key].as_string() == value)
+    rows = list(session.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def events_after(session: Session, job_id: str, after: int = 0, limit: int = 100) -> list[JobEvent]:
+    q = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after).order_by(JobEvent.id).limit(limit)
+    return list(session.scalars(q))
+
+
+def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
+    """Atomically take a queued job for `owner` (a second delivery of the same id finds it taken)."""
+    now = utcnow()
+    taken = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == st.QUEUED)
+        .values(status=st.RUNNING, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                attempt=Job.attempt + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        job = session.get(Job, job_id)
+        session.refresh(job)
+        if job.started_at is None:
+            job.started_at = now
+        add_event(session, job, "status", {"status": st.RUNNING, "previous": st.QUEUED, "attempt": job.attempt})
+    return bool(taken)

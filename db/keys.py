@@ -1,0 +1,58 @@
+"""Opaque API keys: `tpk_<8 hex prefix>_<secret>`. Only a SHA-256 of the whole key is stored (the
+secret is 32 random bytes, so a fast hash is enough); the key is shown once, at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ApiKey, Tenant, utcnow
+
+SCOPES = ("jobs:read", "jobs:write", "admin")
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def get_or_create_tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        tenant = Tenant(name=name)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def create_key(session: Session, tenant_name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+    """Returns (record, plaintext key). The plaintext is not stored anywhere."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a non-empty subset of {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+    tenant = get_or_create_tenant(session, tenant_name)
+    prefix = f"tpk_{secrets.token_hex(4)}"
+    plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKey(tenant_id=tenant.id, prefix=prefix, secret_hash=_hash(plaintext), scopes=sorted(set(scopes)))
+    session.add(record)
+    session.flush()
+    return record, plaintext
+
+
+def verify(session: Session, plaintext: str) -> Optional[ApiKey]:
+    """The active key matching `plaintext`, or None. Looks up by prefix, compares in constant time."""
+    parts = plaintext.split("_")
+    if len(parts) < 3 or parts[0] != "tpk":
+        return None
+    record = session.scalar(select(ApiKey).where(ApiKey.prefix == f"tpk_{parts[1]}"))
+    if record is None or record.revoked_at is not None:
+        return None
+    return record if hmac.compare_digest(record.secret_hash, _hash(plaintext)) else None
+
+
+def revoke(session: Session, record: ApiKey) -> None:
+    record.revoked_at = utcnow()

@@ -1,0 +1,51 @@
+"""One settings object per process, read from TOPIARY_* environment variables, built lazily.
+
+With nothing configured the service is embedded: a SQLite file, a local broker and artifacts
+under $TOPIARY_HOME (default ~/.topiary). Setting TOPIARY_DATABASE_URL / TOPIARY_BROKER_URL
+switches to PostgreSQL / Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _home() -> Path:
+    return Path(os.environ.get("TOPIARY_HOME", "~/.topiary")).expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOPIARY_", extra="ignore")
+
+    home: Path = Field(default_factory=_home)
+    database_url: Optional[str] = None  # default: sqlite file under home
+    broker_url: Optional[str] = None  # default: kombu's filesystem transport under home
+    artifacts_dir: Optional[Path] = None  # default: home/artifacts
+    allowed_model_roots: list[Path] = Field(default_factory=list)  # local model dirs users may register
+    max_body_bytes: int = 1_048_576  # JSON request bodies
+    max_dataset_bytes: int = 64 * 1_048_576  # calibration text uploads
+    task_queue: str = "gpu"
+    enqueue: bool = True  # tests of the API alone switch this off
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'topiary.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or f"filesystem://{self.home / 'broker'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.artifacts_dir or self.home / "artifacts"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,64 @@
+"""API test client over a real database: the same suite runs on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from service_fixtures import alembic, postgres_database
+
+
+@pytest.fixture(scope="session", params=["postgres", "sqlite"])
+def db_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'api.db'}"
+        alembic(url, "upgrade", "head")
+        yield url
+    else:
+        with postgres_database() as url:
+            alembic(url, "upgrade", "head")
+            yield url
+            from db.engine import sessionmaker_for
+
+            sessionmaker_for(url).kw["bind"].dispose()  # let DROP DATABASE proceed
+
+
+@pytest.fixture
+def settings(db_url, tmp_path):
+    from db.settings import Settings
+
+    (tmp_path / "models").mkdir()
+    return Settings(home=tmp_path, database_url=db_url, artifacts_dir=tmp_path / "artifacts",
+                    allowed_model_roots=[tmp_path / "models"], enqueue=False, max_body_bytes=64_000,
+                    max_dataset_bytes=10_000)
+
+
+@pytest.fixture
+def client(settings):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def make_key(db_url):
+    """make_key(scopes, tenant=None) -> Authorization headers for a fresh key (fresh tenant by default)."""
+    from db import keys
+    from db.engine import sessionmaker_for
+
+    def make(scopes=("jobs:read", "jobs:write"), tenant=None):
+        with sessionmaker_for(db_url)() as s:
+            _, plaintext = keys.create_key(s, tenant or f"t-{secrets.token_hex(4)}", list(scopes))
+            s.commit()
+        return {"Authorization": f"Bearer {plaintext}"}
+
+    return make
+
+
+MINIMAL = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
+           "calibration": {"source": "c4", "nsamples": 4, "seqlen": 64, "seed": 0},
+           "evaluation": {"datasets": ["wikitext2"], "limit": 2}}

@@ -1,0 +1,200 @@
+"""Jobs: submission, validation, auth and tenancy, idempotency, listing, cancel, delete."""
+
+import copy
+import threading
+
+import pytest
+
+from conftest import MINIMAL
+
+PROBLEM = "application/problem+json"
+
+
+def test_minimal_body_is_accepted_and_normalized(client, make_key):
+    r = client.post("/v1/jobs", json=MINIMAL, headers=make_key())
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["id"].startswith("pj_") and job["status"] == "queued" and job["object"] == "pruning_job"
+    assert job["error"] is None and job["progress"]["stage"] == "queued" and job["created_at"]
+    spec = job["spec"]
+    assert spec["pattern"] == "unstructured" and spec["sparsity"] == 0.5 and spec["device"] == "auto"
+    assert spec["calibration"] == MINIMAL["calibration"]
+    assert spec["evaluation"]["limit"] == 2 and spec["model_source"] == {"kind": "bundled", "source": "smollm2-135m"}
+
+
+def test_pattern_replaces_sparsity(client, make_key):
+    body = {**MINIMAL, "method": "alps", "pattern": "2:4"}
+    body.pop("sparsity")
+    r = client.post("/v1/jobs", json=body, headers=make_key())
+    assert r.status_code == 201 and r.json()["spec"]["sparsity"] == 0.5 and r.json()["spec"]["pattern"] == "2:4"
+
+
+@pytest.mark.parametrize("patch,field", [
+    ({"sparsity": 1.0}, "sparsity"),
+    ({"sparsity": -0.1}, "sparsity"),
+    ({"method": "prune-it"}, "method"),
+    ({"pattern": "4:4"}, ""),
+    ({"pattern": "2:4", "sparsity": 0.7}, ""),
+    ({"quantize": {"bits": 4}}, ""),
+    ({"calibration": {"nsamples": 0}}, "calibration.nsamples"),
+    ({"calibration": {"source": "imagenet"}}, "calibration.source"),
+    ({"evaluation": {"datasets": ["mmlu"]}}, "evaluation.datasets.0"),
+    ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_validation_errors_point_at_the_field(client, make_key, patch, field):
+    body = {**copy.deepcopy(MINIMAL), **patch}
+    r = client.post("/v1/jobs", json=body, headers=make_key())
+    assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
+    problem = r.json()
+    assert problem["type"] == "/problems/validation-error" and problem["status"] == 422
+    assert any(e["field"] == field for e in problem["errors"]), problem["errors"]
+    assert "Traceback" not in r.text
+
+
+def test_unknown_model_and_malformed_json(client, make_key):
+    r = client.post("/v1/jobs", json={**MINIMAL, "model": "no-such-model"}, headers=make_key())
+    assert r.status_code == 422 and r.json()["type"] == "/problems/unknown-model"
+    r = client.post("/v1/jobs", content=b"{not json", headers={**make_key(), "content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
+
+
+def test_auth_scopes_and_tenancy(client, make_key):
+    assert client.get("/v1/jobs").status_code == 401
+    r = client.get("/v1/jobs", headers={"Authorization": "Bearer tpk_deadbeef_nope"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    reader = make_key(["jobs:read"])
+    r = client.post("/v1/jobs", json=MINIMAL, headers=reader)
+    assert r.status_code == 403 and r.json()["type"] == "/problems/forbidden"
+    owner, stranger = make_key(), make_key()
+    job_id = client.post("/v1/jobs", json=MINIMAL, headers=owner).json()["id"]
+    for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/events", f"/v1/jobs/{job_id}/artifacts"):
+        assert client.get(path, headers=stranger).status_code == 404
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=stranger).status_code == 404
+    assert client.get("/v1/jobs", headers=stranger).json()["data"] == []
+    assert client.get(f"/v1/jobs/{job_id}", headers=owner).status_code == 200
+
+
+def test_idempotency_key(client, make_key):
+    auth = make_key()
+    headers = {**auth, "Idempotency-Key": "abc-123"}
+    first = client.post("/v1/jobs", json=MINIMAL, headers=headers)
+    again = client.post("/v1/jobs", json=MINIMAL, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert len(client.get("/v1/jobs", headers=auth).json()["data"]) == 1
+    other = client.post("/v1/jobs", json={**MINIMAL, "sparsity": 0.6}, headers=headers)
+    assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reuse"
+    # the same key in another tenant is a different key
+    assert client.post("/v1/jobs", json=MINIMAL, headers={**make_key(), "Idempotency-Key": "abc-123"}).status_code == 201
+
+
+def test_idempotency_in_flight_is_409(client, make_key, db_url):
+    """A first request that has reserved the key but not answered yet: the retry gets 409."""
+    from sqlalchemy import update
+
+    from db.engine import sessionmaker_for
+    from db.models import IdempotencyRecord
+
+    auth = {**make_key(), "Idempotency-Key": "busy"}
+    assert client.post("/v1/jobs", json=MINIMAL, headers=auth).status_code == 201
+    with sessionmaker_for(db_url)() as s:  # back to the state between reservation and response
+        s.execute(update(IdempotencyRecord).where(IdempotencyRecord.key == "busy").values(status_code=None, response=None))
+        s.commit()
+    r = client.post("/v1/jobs", json=MINIMAL, headers=auth)
+    assert r.status_code == 409 and r.json()["type"] == "/problems/idempotency-conflict"
+
+
+def test_concurrent_duplicates_create_one_job(client, make_key):
+    auth = {**make_key(), "Idempotency-Key": "race"}
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(client.post("/v1/jobs", json=MINIMAL, headers=auth).status_code))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(codes) <= {201, 409} and 201 in codes
+    assert len(client.get("/v1/jobs", headers=auth).json()["data"]) == 1
+
+
+def test_list_newest_first_with_cursor_and_filters(client, make_key):
+    auth = make_key()
+    ids = []
+    for i, method in enumerate(["wanda", "sparsegpt", "alps", "wanda", "magnitude"]):
+        body = {**MINIMAL, "method": method, "metadata": {"team": "a" if i % 2 else "b"}}
+        ids.append(client.post("/v1/jobs", json=body, headers=auth).json()["id"])
+    page1 = client.get("/v1/jobs?limit=2", headers=auth).json()
+    assert page1["object"] == "list" and page1["has_more"] is True
+    assert [j["id"] for j in page1["data"]] == ids[::-1][:2]
+    page2 = client.get(f"/v1/jobs?limit=2&after={page1['last_id']}", headers=auth).json()
+    page3 = client.get(f"/v1/jobs?limit=2&after={page2['last_id']}", headers=auth).json()
+    assert [j["id"] for j in page2["data"] + page3["data"]] == ids[::-1][2:] and page3["has_more"] is False
+    assert {j["method"] for j in client.get("/v1/jobs?method=wanda", headers=auth).json()["data"]} == {"wanda"}
+    assert len(client.get("/v1/jobs?metadata[team]=a", headers=auth).json()["data"]) == 2
+    assert client.get("/v1/jobs?status=succeeded", headers=auth).json()["data"] == []
+    assert client.get("/v1/jobs?limit=101", headers=auth).status_code == 422
+    assert client.get("/v1/jobs?after=pj_missing", headers=auth).status_code == 400
+
+
+def test_cancel_and_delete(client, make_key, db_url):
+    from db import jobs
+    from db.engine import sessionmaker_for
+
+    auth = make_key()
+    queued = client.post("/v1/jobs", json=MINIMAL, headers=auth).json()["id"]
+    r = client.post(f"/v1/jobs/{queued}/cancel", headers=auth)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["error"]["code"] == "cancelled"
+    assert client.post(f"/v1/jobs/{queued}/cancel", headers=auth).status_code == 409
+    kinds = [e["data"]["status"] for e in client.get(f"/v1/jobs/{queued}/events", headers=auth).json()["data"]]
+    assert kinds == ["queued", "cancelled"]
+
+    running = client.post("/v1/jobs", json=MINIMAL, headers=auth).json()["id"]
+    with sessionmaker_for(db_url)() as s:
+        assert jobs.claim(s, running, "worker-1", 60)
+        s.commit()
+    assert client.delete(f"/v1/jobs/{running}", headers=auth).status_code == 409
+    r = client.post(f"/v1/jobs/{running}/cancel", headers=auth)
+    assert r.json()["status"] == "cancelling" and r.json()["attempt"] == 1
+
+    assert client.delete(f"/v1/jobs/{queued}", headers=auth).status_code == 204
+    assert client.get(f"/v1/jobs/{queued}", headers=auth).status_code == 404
+
+
+def test_errors_are_problems_everywhere(client, make_key):
+    r = client.get("/v1/nowhere")
+    assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
+    big = {**MINIMAL, "metadata": {"k": "v" * 400}, "options": {f"o{i}": "x" * 2000 for i in range(40)}}
+    r = client.post("/v1/jobs", json=big, headers=make_key())
+    assert r.status_code == 413 and r.json()["type"] == "/problems/payload-too-large"
+
+
+def test_health(client, settings):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_job_id_is_enqueued_on_redis_after_commit(settings, make_key, db_url):
+    """With a Redis broker the committed job's id lands on the queue under the stable task name."""
+    import base64
+    import json
+    import secrets
+
+    import redis
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    queue = f"test-{secrets.token_hex(4)}"
+    cfg = settings.model_copy(update={"enqueue": True, "broker_url": "redis://127.0.0.1:6379/15", "task_queue": queue})
+    r = redis.Redis(host="127.0.0.1", port=6379, db=15)
+    try:
+        with TestClient(create_app(cfg)) as c:
+            job = c.post("/v1/jobs", json=MINIMAL, headers=make_key()).json()
+        message = json.loads(r.lpop(queue))
+        assert message["headers"]["task"] == "topiary.run_prune_job"
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        assert args == [job["id"]]
+    finally:
+        r.delete(queue)
