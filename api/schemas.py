@@ -4,10 +4,10 @@ cross-field rules are enforced here so a bad job is refused at the door, not an 
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from db import catalog
 
@@ -16,6 +16,14 @@ EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
 OptionValue = Union[bool, int, float, str]
 _NM = re.compile(r"^(\d+):(\d+)$")
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite returns timestamps without a zone; every stored timestamp is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class Calibration(BaseModel):
@@ -103,9 +111,9 @@ class JobOut(BaseModel):
     result: Optional[dict[str, Any]]
     error: Optional[JobError]
     attempt: int
-    created_at: datetime
-    started_at: Optional[datetime]
-    finished_at: Optional[datetime]
+    created_at: Timestamp
+    started_at: Optional[Timestamp]
+    finished_at: Optional[Timestamp]
 
 
 class EventOut(BaseModel):
@@ -113,7 +121,7 @@ class EventOut(BaseModel):
     object: Literal["pruning_job.event"] = "pruning_job.event"
     type: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ArtifactOut(BaseModel):
@@ -122,7 +130,7 @@ class ArtifactOut(BaseModel):
     name: str
     size: int
     sha256: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ModelCreate(BaseModel):
@@ -144,7 +152,7 @@ class ModelOut(BaseModel):
     name: str
     kind: str
     source: str
-    created_at: Optional[datetime]
+    created_at: Optional[Timestamp]
 
 
 class DatasetOut(BaseModel):
@@ -153,7 +161,7 @@ class DatasetOut(BaseModel):
     name: str
     size: int
     sha256: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class Page(BaseModel):

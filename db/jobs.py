@@ -27,7 +27,7 @@ def add_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -> J
 
 def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str]) -> Job:
     job = Job(tenant_id=tenant_id, status=st.QUEUED, model=spec["model"], method=spec["method"], spec=spec,
-              metadata_=metadata, progress={"stage": st.QUEUED, "layers_done": 0, "layers_total": None, "percent": 0.0})
+              metadata_=metadata, enqueued_at=utcnow(), progress={"stage": st.QUEUED, "layers_done": 0, "layers_total": None, "percent": 0.0})
     session.add(job)
     session.flush()
     add_event(session, job, "status", {"status": st.QUEUED, "previous": None})

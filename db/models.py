@@ -59,6 +59,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[Optional[str]] = mapped_column(String(200))
     lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))  # last doorbell ring
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576  # JSON request bodies
     max_dataset_bytes: int = 64 * 1_048_576  # calibration text uploads
     task_queue: str = "gpu"
+    lease_seconds: float = 60.0  # a worker silent this long is presumed lost
+    max_attempts: int = 3  # attempts per job before it fails for good
+    requeue_after_seconds: float = 60.0  # ring again for jobs queued this long (the broker may have lost them)
+    reaper_interval_seconds: float = 10.0
+    worker_device: str = "auto"  # what "auto" in a job means on this worker
     enqueue: bool = True  # tests of the API alone switch this off
 
     @property

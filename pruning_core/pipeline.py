@@ -74,13 +74,15 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "topiary": ours}
 
 
-def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow_download, notify) -> dict[str, dict]:
+def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow_download, notify,
+              stage: str) -> dict[str, dict]:
+    """Perplexity on every requested dataset; `stage` is "evaluating-dense" or "evaluating"."""
     out = {}
-    for name in spec.datasets:
+    for done, name in enumerate(spec.datasets):
+        notify(Progress(stage, done, len(spec.datasets)))
         ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
         ppl, windows = perplexity(model, ids, seqlen, spec.limit, device)
         out[name] = {"ppl": ppl, "windows": windows, "seqlen": seqlen}
-        notify(Progress("evaluating", 0, 0))
     return out
 
 
@@ -140,12 +142,14 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     dense = {}
     if job.evaluation.dense and job.evaluation.datasets:
         t = time.perf_counter()
-        dense = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify)
+        dense = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify,
+                          "evaluating-dense")
         timings["eval_dense"] = time.perf_counter() - t
     result = prune_model(model, calib, job.spec, device, notify)
     timings["prune"] = result.seconds
     t = time.perf_counter()
-    pruned = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify)
+    pruned = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify,
+                       "evaluating")
     timings["eval_pruned"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     report = build_report(job, result, dense, pruned, device, timings)

@@ -216,6 +216,41 @@ def api(
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
 
 
+@app.command()
+def worker(
+    gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU indices: one pinned worker process per GPU."),
+    device: str = typer.Option("auto", help="Without --gpus: cpu, cuda or auto."),
+    loglevel: str = typer.Option("WARNING", help="Celery log level."),
+) -> None:
+    """Run Celery workers (and the lease reaper) for the configured broker and database."""
+    from worker.launch import supervise, worker_commands
+
+    try:
+        gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
+    except ValueError:
+        fail(f"--gpus expects indices like 0,1; got {gpus!r}")
+    _migrate()
+    raise typer.Exit(supervise(worker_commands(gpu_list, device, loglevel)))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port."),
+    gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU indices for the workers."),
+    device: str = typer.Option("auto", help="Worker device without --gpus."),
+) -> None:
+    """API and worker together. With no TOPIARY_DATABASE_URL / TOPIARY_BROKER_URL this is the embedded
+    setup: a SQLite file, kombu's filesystem broker and local artifacts under $TOPIARY_HOME."""
+    from worker.launch import supervise, worker_commands
+
+    _migrate()
+    api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
+               "--log-level", "warning"]
+    gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
+    raise typer.Exit(supervise([(api_cmd, {})] + worker_commands(gpu_list, device)))
+
+
 def main() -> None:
     """Entry point: click usage errors become one line and exit code 2."""
     try:

@@ -1,0 +1,244 @@
+"""The service as deployed: a real uvicorn process, real Celery worker processes, the real Redis and
+PostgreSQL. Jobs prune a tiny random LLaMA (with the real SmolLM2 tokenizer) on real C4 text."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from service_fixtures import ROOT, alembic, postgres_database
+
+BODY = {"method": "wanda", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "evaluation": {"datasets": ["wikitext2"], "limit": 2}, "device": "cpu"}
+# a job slow enough to interrupt: PGZ with many Lion iterations on a deeper tiny model
+SLOW = {**BODY, "method": "pgz", "options": {"iters": 400, "patience": 400, "tol": 0.0}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    with postgres_database() as url:
+        alembic(url, "upgrade", "head")
+        yield url
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory, smol_dir):
+    """Two tiny LLaMA directories under an allowed root: 2 blocks (fast) and 6 blocks (slow)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("models")
+    tok = AutoTokenizer.from_pretrained(smol_dir)
+    for name, layers in (("tiny", 2), ("deeper", 6)):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+        LlamaForCausalLM(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return root
+
+
+class Service:
+    """API server + worker supervisor as subprocesses sharing one environment."""
+
+    def __init__(self, tmp: Path, db_url: str, broker_url: str, model_root: Path):
+        self.port = free_port()
+        self.env = {**os.environ, "TOPIARY_HOME": str(tmp), "TOPIARY_DATABASE_URL": db_url,
+                    "TOPIARY_BROKER_URL": broker_url, "TOPIARY_TASK_QUEUE": f"q-{secrets.token_hex(4)}",
+                    "TOPIARY_ALLOWED_MODEL_ROOTS": json.dumps([str(model_root)]), "TOPIARY_LEASE_SECONDS": "4",
+                    "TOPIARY_REAPER_INTERVAL_SECONDS": "1", "TOPIARY_REQUEUE_AFTER_SECONDS": "3",
+                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.logs = tmp / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+                                       "--port", str(self.port), "--log-level", "warning"])
+        self.worker = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        self._wait_ready()
+        from db import keys
+        from db.engine import sessionmaker_for
+
+        with sessionmaker_for(db_url)() as s:
+            _, key = keys.create_key(s, f"tenant-{secrets.token_hex(3)}", ["jobs:read", "jobs:write"])
+            s.commit()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def _spawn(self, name, cmd):
+        log = open(self.logs / f"{name}-{time.time_ns()}.log", "w")
+        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"API did not start: {self.log_text()}")
+
+    def start_worker(self):
+        self.worker = self._spawn("worker", [sys.executable, "-m", "topiary.cli", "worker", "--device", "cpu"])
+
+    def kill_worker(self):
+        os.killpg(self.worker.pid, signal.SIGKILL)  # supervisor, celery parent and the job's child
+        self.worker.wait()
+
+    def submit(self, model: str, body: dict) -> str:
+        r = self.http.post("/v1/jobs", json={**body, "model": model})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def register(self, name: str, **source) -> None:
+        assert self.http.post("/v1/models", json={"name": name, **source}).status_code == 201
+
+    def job(self, job_id):
+        return self.http.get(f"/v1/jobs/{job_id}").json()
+
+    def wait(self, job_id, statuses=("succeeded", "failed", "cancelled"), timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(f"{job_id} still {self.job(job_id)['status']}\n{self.log_text()}")
+
+    def wait_layers(self, job_id, n, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.job(job_id)["progress"].get("layers_done") or 0) >= n:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(self.log_text())
+
+    def log_text(self):
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.logs.iterdir()))
+
+    def close(self):
+        for proc in (self.worker, self.api):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self.http.close()
+
+
+@pytest.fixture
+def service(tmp_path, pg_url, model_root):
+    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root)
+    svc.register("tiny", path=str(model_root / "tiny"))
+    svc.register("deeper", path=str(model_root / "deeper"))
+    yield svc
+    svc.close()
+
+
+def test_job_runs_and_checkpoint_downloads_over_http(service, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from pruning_core.export import load_masks
+
+    service.start_worker()
+    job_id = service.submit("tiny", BODY)
+    with service.http.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"},
+                             timeout=300) as r:
+        text = "".join(r.iter_text())
+    assert "event: layer_done" in text and '"status": "succeeded"' in text
+    job = service.job(job_id)
+    assert job["status"] == "succeeded" and job["attempt"] == 1 and job["result"]["sparsity_achieved"] == 0.5
+    arts = service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+    out = tmp_path / "download"
+    for art in arts:
+        dest = out / art["name"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(service.http.get(f"/v1/artifacts/{art['id']}/content").content)
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    modules = dict(model.named_modules())
+    masks = load_masks(out / "masks.safetensors")
+    assert len(masks) == 14
+    for name, keep in masks.items():
+        W = modules[name].weight
+        assert torch.all(W[~keep] == 0) and abs(float((W == 0).float().mean()) - 0.5) < 0.02
+    assert service.http.get(f"/v1/jobs/{job_id}/report").json()["method"] == "wanda"
+
+
+def test_cancel_running_job(service):
+    service.start_worker()
+    job_id = service.submit("deeper", SLOW)
+    service.wait_layers(job_id, 1)
+    r = service.http.post(f"/v1/jobs/{job_id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] in ("cancelling", "cancelled")
+    layers_at_cancel = r.json()["progress"]["layers_done"]
+    job = service.wait(job_id)
+    assert job["status"] == "cancelled" and job["error"]["code"] == "cancelled"
+    assert job["progress"]["layers_done"] <= layers_at_cancel + 1  # honoured within one layer
+    assert service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"] == []
+
+
+def test_sigkill_worker_mid_job_completes_once(service):
+    service.start_worker()
+    job_id = service.submit("deeper", SLOW)
+    service.wait_layers(job_id, 3)
+    service.kill_worker()
+    service.start_worker()  # its reaper notices the lapsed lease and requeues the job
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded" and job["attempt"] == 2
+    names = [a["name"] for a in service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]]
+    assert len(names) == len(set(names)) and "report.json" in names and "masks.safetensors" in names
+    statuses = [e["data"].get("status") for e in service.http.get(f"/v1/jobs/{job_id}/events?limit=1000").json()["data"]
+                if e["type"] == "status"]
+    assert statuses == ["queued", "running", "queued", "running", "evaluating", "succeeded"]
+
+
+def test_bad_model_fails_clearly_and_worker_continues(service):
+    service.register("ghost", hub_id="nobody-here/no-such-model")
+    service.start_worker()
+    bad = service.submit("ghost", BODY)
+    good = service.submit("tiny", BODY)
+    failed = service.wait(bad)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "model-not-found"
+    assert "no-such-model" in failed["error"]["message"] and "Traceback" not in failed["error"]["message"]
+    assert service.wait(good)["status"] == "succeeded"
+
+
+def test_redis_restart_while_queued(tmp_path, pg_url, model_root):
+    """The test runs its own redis-server (no persistence) so the shared one is never restarted."""
+    port = free_port()
+    redis_cmd = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no"]
+    redis = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    svc = Service(tmp_path, pg_url, f"redis://127.0.0.1:{port}/0", model_root)
+    try:
+        svc.register("tiny", path=str(model_root / "tiny"))
+        job_id = svc.submit("tiny", BODY)  # enqueued on this Redis, nobody consuming yet
+        redis.terminate()
+        redis.wait()
+        redis = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)  # back, empty: the message is gone
+        time.sleep(0.5)
+        svc.start_worker()
+        job = svc.wait(job_id)
+        assert job["status"] == "succeeded" and job["attempt"] == 1
+    finally:
+        svc.close()
+        redis.terminate()
+        redis.wait()

@@ -1,0 +1,186 @@
+"""One job attempt, start to finish: claim the row, hold a lease by heartbeat, run the pipeline
+with per-layer progress events and cooperative cancellation, publish artifacts atomically, record
+the outcome. The database is the source of truth; a duplicate delivery finds the job taken."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from datetime import timedelta
+from typing import Any, Optional
+
+from sqlalchemy import update
+
+from db import jobs, status as st
+from db.artifacts import LocalStore
+from db.engine import sessionmaker_for
+from db.models import Artifact, Job, utcnow
+from db.retry import with_retry
+from db.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another attempt owns the job now (our lease lapsed): stop without touching the row."""
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease every lease/3 seconds; flags `lost` when the row is no longer ours."""
+
+    def __init__(self, settings: Settings, job_id: str, owner: str):
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.settings, self.job_id, self.owner = settings, job_id, owner
+        self.lost = threading.Event()
+        self.stop = threading.Event()
+
+    def renew(self) -> bool:
+        with sessionmaker_for(self.settings.db_url)() as s:
+            ok = s.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == self.owner,
+                       Job.status.in_([st.RUNNING, st.EVALUATING, st.CANCELLING]))
+                .values(lease_until=utcnow() + timedelta(seconds=self.settings.lease_seconds))
+            ).rowcount
+            s.commit()
+        return bool(ok)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.settings.lease_seconds / 3):
+            try:
+                if not self.renew():
+                    self.lost.set()
+                    return
+            except Exception:  # noqa: BLE001 - a database blip: try again next beat
+                log.warning("lease renewal failed for %s", self.job_id, exc_info=True)
+
+
+class Runner:
+    def __init__(self, settings: Settings, job_id: str, owner: str):
+        self.settings, self.job_id, self.owner = settings, job_id, owner
+        self.maker = sessionmaker_for(settings.db_url)
+        self.heartbeat: Optional[Heartbeat] = None
+        self.started = time.monotonic()
+
+    # -- database steps, each in its own short transaction, retried through blips --------------
+    def _claim(self) -> Optional[Job]:
+        def go():
+            with self.maker() as s:
+                if not jobs.claim(s, self.job_id, self.owner, self.settings.lease_seconds):
+                    s.rollback()
+                    return None
+                s.commit()
+                return s.get(Job, self.job_id)
+
+        return with_retry(go)
+
+    def _progress(self, p) -> None:
+        """Called by the pipeline after every layer and at each stage: record it, honour cancel."""
+        if self.heartbeat is not None and self.heartbeat.lost.is_set():
+            raise LeaseLost(self.job_id)
+
+        def go():
+            with self.maker() as s:
+                job = s.get(Job, self.job_id)
+                if job.lease_owner != self.owner:
+                    raise LeaseLost(self.job_id)
+                if job.cancel_requested:
+                    from pruning_core import Cancelled
+
+                    raise Cancelled()
+                progress = self._progress_dict(p, job.progress or {})
+                job.progress = progress
+                if p.stage == "pruning" and p.layer is not None:
+                    jobs.add_event(s, job, "layer_done", progress)
+                elif p.stage == "evaluating" and job.status == st.RUNNING:
+                    jobs.transition(s, job, st.EVALUATING)
+                s.commit()
+
+        with_retry(go)
+
+    def _progress_dict(self, p, previous: dict[str, Any]) -> dict[str, Any]:
+        """Stages other than pruning keep the last layer counts (they have none of their own)."""
+        elapsed = time.monotonic() - self.started
+        out: dict[str, Any] = {**previous, "stage": p.stage, "elapsed_seconds": round(elapsed, 2)}
+        if p.stage in ("calibrating", "pruning", "done"):
+            out.update(layers_done=p.layers_done, layers_total=p.layers_total)
+        if p.stage == "pruning" and p.layers_total:
+            out["percent"] = round(100.0 * p.layers_done / p.layers_total, 2)
+            out["eta_seconds"] = round(p.eta_seconds, 1) if p.eta_seconds is not None else None
+        if p.layer is not None:
+            out.update(layer=p.layer.name, rel_error=p.layer.rel_error, sparsity=p.layer.sparsity,
+                       layer_seconds=round(p.layer.seconds, 4))
+        return out
+
+    def _finish(self, new: str, error=None, result=None, files=()) -> None:
+        def go():
+            with self.maker() as s:
+                job = s.get(Job, self.job_id)
+                if job.lease_owner != self.owner:
+                    raise LeaseLost(self.job_id)
+                for f in files:
+                    s.add(Artifact(tenant_id=job.tenant_id, job_id=job.id, name=f.name, location=f.location,
+                                   size=f.size, sha256=f.sha256))
+                if new == st.CANCELLED and job.status in (st.RUNNING, st.EVALUATING):
+                    jobs.transition(s, job, st.CANCELLING)
+                jobs.transition(s, job, new, error=error, result=result)
+                s.commit()
+
+        with_retry(go)
+
+    # -- the attempt ------------------------------------------------------------------------------
+    def run(self) -> str:
+        job = self._claim()
+        if job is None:
+            log.info("job %s is not queued (taken or finished): nothing to do", self.job_id)
+            return "skipped"
+        self.heartbeat = Heartbeat(self.settings, self.job_id, self.owner)
+        self.heartbeat.start()
+        out = None
+        try:
+            out, outcome = self._execute(job)
+            return outcome
+        except LeaseLost:
+            log.warning("job %s: lease lost, another attempt owns it", self.job_id)
+            return "lease-lost"
+        finally:
+            self.heartbeat.stop.set()
+            if out is not None:
+                shutil.rmtree(out, ignore_errors=True)
+
+    def _execute(self, job: Job):
+        from pruning_core import Cancelled, TopiaryError, pipeline
+
+        from .convert import to_pipeline_job, work_dir
+
+        store = LocalStore(self.settings.artifacts)
+        out = work_dir(self.settings, job.id, job.attempt)
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            report = pipeline.run(to_pipeline_job(job.spec, self.settings, self.settings.worker_device), out,
+                                  progress=self._progress)
+            files = store.publish_dir(f"jobs/{job.id}", out)
+            self._finish(st.SUCCEEDED, result=_summary(report, len(files)), files=files)
+            return out, "succeeded"
+        except Cancelled:
+            self._finish(st.CANCELLED, error=("cancelled", "cancelled by request"))
+            return out, "cancelled"
+        except LeaseLost:
+            raise
+        except TopiaryError as exc:
+            self._finish(st.FAILED, error=(exc.code, str(exc)))
+            return out, "failed"
+        except Exception as exc:  # noqa: BLE001 - any other failure is recorded, never lost
+            log.exception("job %s failed", job.id)
+            store.delete_prefix(f"jobs/{job.id}")
+            self._finish(st.FAILED, error=("internal-error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]))
+            return out, "failed"
+
+
+def _summary(report: dict[str, Any], files: int) -> dict[str, Any]:
+    return {"sparsity_achieved": report["sparsity_achieved"], "perplexity": report["perplexity"],
+            "seconds_total": report["seconds_total"], "device": report["device"],
+            "quantization": report.get("quantization"), "artifacts": files}
