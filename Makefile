@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
-DEMO_OUT ?= out/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: setup demo test bench-setup bench-quality clean
 
@@ -20,8 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/topiary prune --model smollm2-135m --method sparsegpt --sparsity 0.5 \
-		--nsamples 32 --seqlen 512 --eval wikitext2 --eval-limit 16 --out $(DEMO_OUT)
+	$(VENV)/bin/topiary demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -251,6 +251,20 @@ def serve(
     raise typer.Exit(supervise([(api_cmd, {})] + worker_commands(gpu_list, device)))
 
 
+@app.command()
+def demo(
+    method: str = typer.Option("alps", help="Method of the demo job."),
+    sparsity: float = typer.Option(0.5, help="Target sparsity."),
+    nsamples: int = typer.Option(32, help="Calibration sequences."),
+    seqlen: int = typer.Option(512, help="Tokens per sequence (calibration and evaluation)."),
+    eval_limit: int = typer.Option(16, help="WikiText-2 windows evaluated, dense and pruned."),
+) -> None:
+    """Start the service, prune the bundled model through the REST API, print the report, stop."""
+    from topiary.demo import run
+
+    raise typer.Exit(run(method, sparsity, nsamples, seqlen, eval_limit))
+
+
 def main() -> None:
     """Entry point: click usage errors become one line and exit code 2."""
     try:

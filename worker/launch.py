@@ -22,14 +22,18 @@ from .reaper import reap_lapsed, ring_again
 log = logging.getLogger(__name__)
 
 
+# progress bars of model loading/saving belong on a terminal, not in worker logs
+QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
 def worker_commands(gpus: Optional[list[int]], device: str, loglevel: str = "WARNING") -> list[tuple[list[str], dict]]:
     queue = get_settings().task_queue
     base = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue, "-c", "1",
             "-P", "prefork", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if gpus:
-        return [(base + [f"--hostname=gpu{g}@%h"], {"CUDA_VISIBLE_DEVICES": str(g), "TOPIARY_WORKER_DEVICE": "cuda"})
+        return [(base + [f"--hostname=gpu{g}@%h"], {**QUIET, "CUDA_VISIBLE_DEVICES": str(g), "TOPIARY_WORKER_DEVICE": "cuda"})
                 for g in gpus]
-    return [(base + [f"--hostname={device}@%h"], {"TOPIARY_WORKER_DEVICE": device})]
+    return [(base + [f"--hostname={device}@%h"], {**QUIET, "TOPIARY_WORKER_DEVICE": device})]
 
 
 def supervise(commands: list[tuple[list[str], dict]]) -> int:
