@@ -17,6 +17,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                   description="One-shot LLM pruning jobs (ALPS, PGZ, SparseGPT, Wanda, magnitude).")
     app.state.settings = settings or get_settings()
     problems.install(app)
+    problems.document(app)
 
     @app.middleware("http")
     async def limit_json_bodies(request: Request, call_next):
