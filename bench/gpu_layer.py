@@ -69,7 +69,7 @@ def main() -> None:
             pattern = Pattern.parse(setting if ":" in setting else None)
             for method in args.methods.split(","):
                 spec = PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern)
-                run = lambda: METHODS[method].prune_layer(W, stats, spec, spec.method_options())  # noqa: E731
+                run = lambda st=stats, sp=spec, m=method: METHODS[m].prune_layer(W, st, sp, sp.method_options())  # noqa: E731
                 with no_tf32():
                     stats.cache.clear()
                     run()  # warm-up (kernels, allocator)

@@ -3,10 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("TOPIARY_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -35,3 +43,97 @@ def alembic(url: str, *args: str) -> None:
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.attributes["url"] = url
     getattr(command, args[0])(cfg, *args[1:])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """API server + worker supervisor as subprocesses sharing one environment."""
+
+    def __init__(self, tmp: Path, db_url: str, broker_url: str, model_root: Path):
+        self.port = free_port()
+        self.env = {**os.environ, "TOPIARY_HOME": str(tmp), "TOPIARY_DATABASE_URL": db_url,
+                    "TOPIARY_BROKER_URL": broker_url, "TOPIARY_TASK_QUEUE": f"q-{secrets.token_hex(4)}",
+                    "TOPIARY_ALLOWED_MODEL_ROOTS": json.dumps([str(model_root)]), "TOPIARY_LEASE_SECONDS": "4",
+                    "TOPIARY_REAPER_INTERVAL_SECONDS": "1", "TOPIARY_REQUEUE_AFTER_SECONDS": "3",
+                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.logs = tmp / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
+                                       "--port", str(self.port), "--log-level", "warning"])
+        self.worker = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        self._wait_ready()
+        from db import keys
+        from db.engine import sessionmaker_for
+
+        with sessionmaker_for(db_url)() as s:
+            _, key = keys.create_key(s, f"tenant-{secrets.token_hex(3)}", ["jobs:read", "jobs:write"])
+            s.commit()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def _spawn(self, name, cmd):
+        log = open(self.logs / f"{name}-{time.time_ns()}.log", "w")
+        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"API did not start: {self.log_text()}")
+
+    def start_worker(self):
+        self.worker = self._spawn("worker", [sys.executable, "-m", "topiary.cli", "worker", "--device", "cpu"])
+
+    def kill_worker(self):
+        os.killpg(self.worker.pid, signal.SIGKILL)  # supervisor, celery parent and the job's child
+        self.worker.wait()
+
+    def submit(self, model: str, body: dict) -> str:
+        r = self.http.post("/v1/jobs", json={**body, "model": model})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def register(self, name: str, **source) -> None:
+        assert self.http.post("/v1/models", json={"name": name, **source}).status_code == 201
+
+    def job(self, job_id):
+        return self.http.get(f"/v1/jobs/{job_id}").json()
+
+    def wait(self, job_id, statuses=("succeeded", "failed", "cancelled"), timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(f"{job_id} still {self.job(job_id)['status']}\n{self.log_text()}")
+
+    def wait_layers(self, job_id, n, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.job(job_id)["progress"].get("layers_done") or 0) >= n:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(self.log_text())
+
+    def log_text(self):
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.logs.iterdir()))
+
+    def close(self):
+        for proc in (self.worker, self.api):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self.http.close()
