@@ -19,13 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Protocol, print_table, timed, write_json  # noqa: E402
 
 from pruning_core import Pattern, PruneSpec, prune_model  # noqa: E402
+from pruning_core.quant import QuantSpec  # noqa: E402
 from pruning_core.spec import CalibrationSpec  # noqa: E402
 
 
 def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, float]:
+    """`method` may carry a joint-quantization suffix: "pgz+int4", "sparsegpt+int4"."""
     pattern = Pattern.parse(setting if ":" in setting else None)
-    spec = PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
-                     calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
+    name, _, quant = method.partition("+")
+    spec = PruneSpec(name, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
+                     calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed),
+                     quant=QuantSpec.parse(quant) if quant else None)
     model = proto.fresh_model()
     result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
     return proto.ppl(model), seconds, result.sparsity
@@ -61,7 +65,8 @@ def run_llmcompressor(proto: Protocol, method: str, setting: str, ignore: str) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt", help="our methods, comma-separated")
+    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt",
+                    help="our methods, comma-separated; a +int4 suffix adds joint 4-bit quantization")
     ap.add_argument("--settings", default="0.5,0.7,2:4", help="sparsities and/or N:M patterns")
     ap.add_argument("--no-llmcompressor", action="store_true", help="skip the llm-compressor anchor rows")
     ap.add_argument("--llmc-ignore", default="re:.*lm_head", help="llm-compressor ignore entry for lm_head")
