@@ -17,6 +17,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+# the minimal job body
+MINIMAL = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
+           "calibration": {"source": "c4", "nsamples": 4, "seqlen": 64, "seed": 0},
+           "evaluation": {"datasets": ["wikitext2"], "limit": 2}}
 PG_ADMIN = os.environ.get("TOPIARY_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -57,8 +57,3 @@ def make_key(db_url):
         return {"Authorization": f"Bearer {plaintext}"}
 
     return make
-
-
-MINIMAL = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
-           "calibration": {"source": "c4", "nsamples": 4, "seqlen": 64, "seed": 0},
-           "evaluation": {"datasets": ["wikitext2"], "limit": 2}}

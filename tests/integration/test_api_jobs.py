@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from conftest import MINIMAL
+from service_fixtures import MINIMAL
 
 PROBLEM = "application/problem+json"
 

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from conftest import MINIMAL
+from service_fixtures import MINIMAL
 
 
 def _tenant(db_url, auth):

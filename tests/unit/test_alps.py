@@ -4,7 +4,7 @@ against SparseGPT and Wanda on synthetic correlated layer problems."""
 import pytest
 import torch
 
-from conftest import layer_problem
+from helpers import layer_problem
 from pruning_core import METHODS, Pattern, PruneSpec, SpecError
 from pruning_core.methods.alps import ALPSOptions, normalize, rho_schedule
 from pruning_core.oracle import exact_refit

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import tiny_model
+from helpers import tiny_model
 from pruning_core import METHODS, Cancelled, Pattern, PruneSpec, prune_model
 from pruning_core.masks import is_valid_nm
 from pruning_core.methods.base import LayerResult, Method

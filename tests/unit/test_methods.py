@@ -4,7 +4,7 @@ computations (brute-force selections, the exact least-squares refit)."""
 import pytest
 import torch
 
-from conftest import layer_problem
+from helpers import layer_problem
 from pruning_core import METHODS, Pattern, PruneSpec
 from pruning_core.masks import is_valid_nm
 from pruning_core.oracle import exact_refit

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import layer_problem
+from helpers import layer_problem
 from pruning_core import METHODS, Pattern, PruneSpec, SpecError
 from pruning_core.masks import is_valid_nm
 from pruning_core.methods.pgz import PGZOptions, schedule
