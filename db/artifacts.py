@@ -1,7 +1,9 @@
-"""Artifact store: where job outputs and uploaded datasets live. A local directory by default.
+"""Artifact stores: where job outputs and uploaded datasets live. A local directory by default,
+S3-compatible object storage when TOPIARY_S3_BUCKET is set (`store_for`).
 
-Publication is atomic per job: files are copied into a hidden staging directory, hashed, then the
-directory is renamed to its final key, so readers never see half a result."""
+Clients only see artifacts through their database rows, which the worker commits after every
+file is stored, so a job's outputs appear all at once or not at all. The local store also renames
+a staging directory into place, so the files themselves are never half-written either."""
 
 from __future__ import annotations
 
@@ -100,3 +102,19 @@ class LocalStore:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+    def read_bytes(self, location: str) -> bytes:
+        return self._path(location).read_bytes()
+
+    def presigned_url(self, location: str, expires: int = 300) -> None:
+        return None  # served by the API itself
+
+
+def store_for(settings):
+    """The configured artifact store."""
+    if settings.s3_bucket:
+        from .s3 import S3Store
+
+        return S3Store(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url, settings.s3_region,
+                       settings.home / "s3-cache")
+    return LocalStore(settings.artifacts)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     database_url: Optional[str] = None  # default: sqlite file under home
     broker_url: Optional[str] = None  # default: kombu's filesystem transport under home
     artifacts_dir: Optional[Path] = None  # default: home/artifacts
+    s3_bucket: Optional[str] = None  # set to store artifacts in S3-compatible storage instead
+    s3_prefix: str = "topiary"
+    s3_endpoint_url: Optional[str] = None  # e.g. a MinIO or other S3-compatible endpoint
+    s3_region: str = "us-east-1"  # credentials come from the usual AWS_* variables
     allowed_model_roots: list[Path] = Field(default_factory=list)  # local model dirs users may register
     max_body_bytes: int = 1_048_576  # JSON request bodies
     max_dataset_bytes: int = 64 * 1_048_576  # calibration text uploads

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from db.artifacts import LocalStore
+from db.artifacts import store_for
 from db.settings import Settings
 
 
@@ -17,7 +17,7 @@ def to_pipeline_job(spec: dict[str, Any], settings: Settings, device: str):
     cal = spec["calibration"]
     source = cal["source"]
     if "location" in cal:  # an uploaded dataset: its file in the artifact store
-        source = str(LocalStore(settings.artifacts).local_path(cal["location"]))
+        source = str(store_for(settings).local_path(cal["location"]))
     quant = spec.get("quantize")
     prune = PruneSpec(
         method=spec["method"],

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from sqlalchemy import update
 
 from db import jobs, status as st
-from db.artifacts import LocalStore
+from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Artifact, Job, utcnow
 from db.retry import with_retry
@@ -155,7 +155,7 @@ class Runner:
 
         from .convert import to_pipeline_job, work_dir
 
-        store = LocalStore(self.settings.artifacts)
+        store = store_for(self.settings)
         out = work_dir(self.settings, job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ import re
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Header
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
-from db.artifacts import LocalStore
+from db.artifacts import store_for
 from db.models import Artifact
 
 from ..deps import Principal, require, session, settings
@@ -52,7 +52,8 @@ def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:
 
 
 @router.get("/v1/artifacts/{artifact_id}/content",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial content"}})
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial content"},
+                       307: {"description": "redirect to a short-lived presigned URL (S3 storage)"}})
 def download(artifact_id: str, s=Depends(session), cfg=Depends(settings), p: Principal = Depends(require("jobs:read")),
              range_: Optional[str] = Header(None, alias="range", max_length=200),
              if_range: Optional[str] = Header(None, max_length=200),
@@ -60,12 +61,15 @@ def download(artifact_id: str, s=Depends(session), cfg=Depends(settings), p: Pri
     art = s.scalar(select(Artifact).where(Artifact.id == artifact_id, Artifact.tenant_id == p.tenant_id))
     if art is None:
         raise Problem(404, "not-found", "Artifact not found", f"no artifact {artifact_id}")
-    store = LocalStore(cfg.artifacts)
+    store = store_for(cfg)
     etag = f'"{art.sha256}"'
     headers = {"ETag": etag, "Accept-Ranges": "bytes", "Repr-Digest": f"sha-256=:{_b64(art.sha256)}:",
                "Content-Disposition": f'attachment; filename="{art.name.rsplit("/", 1)[-1]}"'}
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=headers)
+    url = store.presigned_url(art.location)
+    if url is not None:  # object storage serves the bytes (and ranges) itself, for a few minutes
+        return RedirectResponse(url, status_code=307, headers={"ETag": etag, "Cache-Control": "no-store"})
     start, end, code = 0, art.size - 1, 200
     if range_ and (if_range is None or if_range.strip() == etag):
         span = _byte_range(range_, art.size)

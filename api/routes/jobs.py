@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Optional
 
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import jobs, status as st
-from db.artifacts import LocalStore
+from db.artifacts import store_for
 from db.models import Artifact, Job
 
 from .. import service
@@ -76,7 +77,7 @@ def delete_job(job_id: str, s: Session = Depends(session), cfg=Depends(settings)
     job = load_job(s, p, job_id)
     if job.status not in st.TERMINAL:
         raise Problem(409, "job-not-finished", "Job not finished", f"cancel job {job_id} first; it is {job.status}")
-    LocalStore(cfg.artifacts).delete_prefix(f"jobs/{job.id}")
+    store_for(cfg).delete_prefix(f"jobs/{job.id}")
     s.delete(job)
     s.commit()
 
@@ -88,6 +89,4 @@ def get_report(job_id: str, s: Session = Depends(session), cfg=Depends(settings)
     art = s.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == "report.json"))
     if art is None:
         raise Problem(404, "report-not-available", "No report yet", f"job {job_id} is {job.status}")
-    import json
-
-    return json.loads(LocalStore(cfg.artifacts).local_path(art.location).read_text())
+    return json.loads(store_for(cfg).read_bytes(art.location))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db import catalog
-from db.artifacts import LocalStore
+from db.artifacts import store_for
 from db.models import Artifact, Dataset, RegisteredModel, new_id
 
 from ..deps import Principal, require, session, settings
@@ -92,7 +92,7 @@ async def upload_dataset(request: Request, name: str = Query(..., min_length=1, 
     import io
 
     dataset_id = new_id("ds")
-    stored = LocalStore(cfg.artifacts).put_stream(f"datasets/{dataset_id}.{format}", io.BytesIO(bytes(body)),
+    stored = store_for(cfg).put_stream(f"datasets/{dataset_id}.{format}", io.BytesIO(bytes(body)),
                                                   cfg.max_dataset_bytes)
     art = Artifact(tenant_id=p.tenant_id, job_id=None, name=f"{name}.{format}", location=stored.location,
                    size=stored.size, sha256=stored.sha256)
