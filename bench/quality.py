@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--methods", default="magnitude,wanda,sparsegpt",
                     help="our methods, comma-separated; a +int4 suffix adds joint 4-bit quantization")
     ap.add_argument("--settings", default="0.5,0.7,2:4", help="sparsities and/or N:M patterns")
+    ap.add_argument("--runs", default="", help="explicit list method@setting (llmc-<method> for llm-compressor); "
+                                              "overrides --methods/--settings")
     ap.add_argument("--no-llmcompressor", action="store_true", help="skip the llm-compressor anchor rows")
     ap.add_argument("--llmc-ignore", default="re:.*lm_head", help="llm-compressor ignore entry for lm_head")
     ap.add_argument("--nsamples", type=int, default=64)
@@ -81,21 +83,28 @@ def main() -> None:
     dense_ppl = proto.ppl(proto.fresh_model())
     rows = [{"setting": "dense", "impl": "-", "method": "dense", "ppl": dense_ppl, "seconds": 0.0, "sparsity": 0.0}]
     print(f"dense ppl {dense_ppl:.3f}", flush=True)
-    runs = [("topiary", m) for m in args.methods.split(",") if m]
-    if not args.no_llmcompressor:
-        runs += [("llm-compressor", "sparsegpt"), ("llm-compressor", "wanda")]
-    for setting in args.settings.split(","):
-        for impl, method in runs:
-            if impl == "topiary":
-                ppl, seconds, sparsity = run_ours(proto, method, setting)
-                head = float((proto.model.lm_head.weight == 0).float().mean())
-            else:
-                ppl, seconds, sparsity = run_llmcompressor(proto, method, setting, args.llmc_ignore)
-                head = run_llmcompressor.lm_head_sparsity
-            rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
-                         "sparsity": sparsity, "lm_head_sparsity": head})
-            print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
-            write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
+    if args.runs:  # explicit order, e.g. alps@0.7,sparsegpt@0.7,llmc-sparsegpt@2:4
+        plan = []
+        for item in args.runs.split(","):
+            method, _, setting = item.partition("@")
+            impl = "llm-compressor" if method.startswith("llmc-") else "topiary"
+            plan.append((setting, impl, method.removeprefix("llmc-")))
+    else:
+        runs = [("topiary", m) for m in args.methods.split(",") if m]
+        if not args.no_llmcompressor:
+            runs += [("llm-compressor", "sparsegpt"), ("llm-compressor", "wanda")]
+        plan = [(setting, impl, method) for setting in args.settings.split(",") for impl, method in runs]
+    for setting, impl, method in plan:
+        if impl == "topiary":
+            ppl, seconds, sparsity = run_ours(proto, method, setting)
+            head = float((proto.model.lm_head.weight == 0).float().mean())
+        else:
+            ppl, seconds, sparsity = run_llmcompressor(proto, method, setting, args.llmc_ignore)
+            head = run_llmcompressor.lm_head_sparsity
+        rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
+                     "sparsity": sparsity, "lm_head_sparsity": head})
+        print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
+        write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
 
     # ratio of our perplexity to llm-compressor's for the same method and setting
     anchor = {(r["setting"], r["method"]): r for r in rows if r["impl"] == "llm-compressor"}
