@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from db.settings import Settings, get_settings
 
@@ -19,16 +19,25 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     problems.install(app)
     problems.document(app)
 
-    @app.middleware("http")
-    async def limit_json_bodies(request: Request, call_next):
-        """Refuse oversized JSON bodies before parsing them (dataset uploads have their own limit)."""
-        limit = app.state.settings.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if not request.url.path.startswith("/v1/datasets") and declared.isdigit() and int(declared) > limit:
-            return problems.problem_response(413, "payload-too-large", "Request body too large",
-                                             f"the limit is {limit} bytes", request.url.path)
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, limit=app.state.settings.max_body_bytes)
     for module in (health, jobs, events, artifacts, models):
         app.include_router(module.router)
     return app
+
+
+class BodyLimit:
+    """Refuse JSON bodies over `limit` bytes from their Content-Length, before they are read.
+    Dataset uploads (/v1/datasets) enforce their own, larger limit while streaming. A plain ASGI
+    middleware: it costs nothing on requests it lets through."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not scope["path"].startswith("/v1/datasets"):
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.limit:
+                response = problems.problem_response(413, "payload-too-large", "Request body too large",
+                                                     f"the limit is {self.limit} bytes", scope["path"])
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)

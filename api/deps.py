@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -32,17 +34,28 @@ class Principal:
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+KEY_CACHE_SECONDS = 30.0  # a revoked key stops working within this window
+_verified: dict[str, tuple[float, Principal]] = {}  # sha256(key) -> (expiry, principal)
 
 
 def principal(request: Request, s: Session = Depends(session)) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Problem(401, "unauthorized", "Missing API key", "send Authorization: Bearer <key>", _CHALLENGE)
-    record = keys.verify(s, token.strip())
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    hit = _verified.get(digest)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    record = keys.verify(s, token)
     if record is None:
         raise Problem(401, "unauthorized", "Invalid API key", "the key is unknown or revoked", _CHALLENGE)
-    return Principal(record.tenant_id, record.prefix, frozenset(record.scopes))
+    found = Principal(record.tenant_id, record.prefix, frozenset(record.scopes))
+    if len(_verified) > 4096:  # bounded: forget everything rather than track ages
+        _verified.clear()
+    _verified[digest] = (time.monotonic() + KEY_CACHE_SECONDS, found)
+    return found
 
 
 def require(scope: str):

@@ -26,7 +26,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # No pre-ping: it would cost a round trip on every checkout. A connection broken by a server
+    # restart fails one statement, SQLAlchemy then drops the whole pool, and workers retry.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 @functools.lru_cache(maxsize=8)

@@ -198,3 +198,15 @@ def test_job_id_is_enqueued_on_redis_after_commit(settings, make_key, db_url):
         assert args == [job["id"]]
     finally:
         r.delete(queue)
+
+
+def test_revoked_key_is_refused(client, db_url):
+    from db import keys
+    from db.engine import sessionmaker_for
+
+    with sessionmaker_for(db_url)() as s:
+        record, plaintext = keys.create_key(s, "revokee", ["jobs:read"])
+        keys.revoke(s, record)
+        s.commit()
+    r = client.get("/v1/jobs", headers={"Authorization": f"Bearer {plaintext}"})
+    assert r.status_code == 401 and r.json()["detail"] == "the key is unknown or revoked"
