@@ -25,7 +25,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 def _rows() -> list[dict]:
     """Rows of every quality run, first measurement of a (setting, impl, method) kept."""
     seen, rows = set(), []
-    for name in ("quality.json", "quality_2.json"):
+    for name in ("quality.json", "quality_2.json", "quality_3.json"):
         for r in (load(name) or {"rows": []})["rows"]:
             key = (r["setting"], r["impl"], r["method"])
             if key not in seen:
@@ -55,7 +55,7 @@ def same_process_ratios() -> str:
     out = []
     for (setting, method), r in sorted(ours.items()):
         base = ours.get((setting, "sparsegpt"))
-        if method != "sparsegpt" and base:
+        if method.split("+")[0] in ("alps", "pgz") and base:
             out.append([setting, method, f"{r['seconds']:.0f}", f"{base['seconds']:.0f}", f"{r['seconds'] / base['seconds']:.2f}"])
     return table(["setting", "method", "prune s", "our SparseGPT s", "time ratio"], out) if out else ""
 
