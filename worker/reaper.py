@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -63,18 +62,3 @@ def ring_again(settings: Settings) -> list[str]:
     for job_id in ids:
         broker.enqueue(settings, job_id)
     return ids
-
-
-class Reaper(threading.Thread):
-    def __init__(self, settings: Settings):
-        super().__init__(daemon=True, name="topiary-reaper")
-        self.settings = settings
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.settings.reaper_interval_seconds):
-            try:
-                reap_lapsed(self.settings)
-                ring_again(self.settings)
-            except Exception:  # noqa: BLE001 - the database may be restarting; next round
-                log.warning("reaper round failed", exc_info=True)
