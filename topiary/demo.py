@@ -108,9 +108,9 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
         return 0
     finally:
         if service.poll() is None:
-            os.killpg(service.pid, signal.SIGTERM)
+            service.send_signal(signal.SIGTERM)  # the supervisor stops its children in order
             try:
-                service.wait(30)
+                service.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(service.pid, signal.SIGKILL)
         print("service stopped", file=sys.stderr)
