@@ -38,17 +38,17 @@ def inverse_factor(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torc
     return cholesky_retry(H_inv, upper=True), dead
 
 
-def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec, grid, i1: int) -> torch.Tensor:
+def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, nm, grid, i1: int) -> torch.Tensor:
     """Eliminate the columns of one block left to right (§3.3 step 3); W1 and keep1 are updated in
-    place. With a grid, the kept value is rounded to it so the error pushed right includes the
+    place. `nm` (a Pattern, or None when the mask is already fixed) picks the N:M mask every M
+    columns. With a grid, the kept value is rounded to it so the error pushed right includes the
     rounding error. Returns the m×B scaled errors E for the lazy update of later blocks."""
     d = torch.diagonal(U1)
     E1 = torch.zeros_like(W1)
-    pattern = spec.pattern
     for i in range(W1.shape[1]):
-        if pattern.is_nm and i % pattern.m == 0:
-            score = W1[:, i : i + pattern.m] ** 2 / d[i : i + pattern.m] ** 2  # [m, M]
-            keep1[:, i : i + pattern.m] = masks.nm_keep(score, pattern.n_keep, pattern.m)
+        if nm is not None and i % nm.m == 0:
+            score = W1[:, i : i + nm.m] ** 2 / d[i : i + nm.m] ** 2  # [m, M]
+            keep1[:, i : i + nm.m] = masks.nm_keep(score, nm.n_keep, nm.m)
         w = W1[:, i]
         q = w * keep1[:, i]
         if grid is not None:
@@ -61,37 +61,61 @@ def _sweep_block(W1: torch.Tensor, U1: torch.Tensor, keep1: torch.Tensor, spec, 
     return E1
 
 
+def _sweep(W: torch.Tensor, U: torch.Tensor, block: int, choose, nm, grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blocked column sweep. `choose(W1, U1, i1, i2)` returns the block's keep mask before the
+    block is eliminated (all True when N:M picks it inside the block). Returns (W, keep)."""
+    n = W.shape[1]
+    keep = torch.ones_like(W, dtype=torch.bool)
+    for i1 in range(0, n, block):
+        i2 = min(i1 + block, n)
+        W1 = W[:, i1:i2].clone()
+        U1 = U[i1:i2, i1:i2]
+        keep1 = choose(W1, U1, i1, i2)
+        E1 = _sweep_block(W1, U1, keep1, nm, grid, i1)
+        W[:, i1:i2] = W1
+        keep[:, i1:i2] = keep1
+        W[:, i2:].sub_(E1 @ U[i1:i2, i2:])  # lazy batch update of all later columns
+    return W * keep, keep
+
+
+def round_on_support(W: torch.Tensor, keep: torch.Tensor, stats, grid: Grid, percdamp: float = 0.01,
+                     blocksize: int = 128) -> torch.Tensor:
+    """Error-compensated rounding of W onto `grid` with the support `keep` held fixed: the same
+    sweep with no mask choice (GPTQ/OBQ rounding). Each column's rounding error, and the value of
+    every pruned weight, is pushed onto the columns to its right through U. Used by PGZ's joint
+    quantization; returns exact grid values with zeros off the support."""
+    U, dead = stats.cached(f"sparsegpt:{percdamp}", lambda: inverse_factor(stats.H, percdamp))
+    W = W.clone()
+    W[:, dead] = 0.0
+    out, _ = _sweep(W, U, blocksize, lambda W1, U1, i1, i2: keep[:, i1:i2].clone(), None, grid)
+    return out
+
+
 def prune_layer(W: torch.Tensor, stats, spec, options: SparseGPTOptions) -> LayerResult:
     """Algorithm of §3.3 with exact per-block counts (sorted selection instead of `<= thresh`)."""
     U, dead = stats.cached(f"sparsegpt:{options.percdamp}", lambda: inverse_factor(stats.H, options.percdamp))
     W = W.clone()
     W[:, dead] = 0.0  # inputs that never fire: their weights cannot matter to the objective
-    m, n = W.shape
+    n = W.shape[1]
     pattern = spec.pattern
     block = options.blocksize
     if pattern.is_nm:
         if n % pattern.m:
             masks.nm_keep(W, pattern.n_keep, pattern.m)  # raises the clear SpecError
         block = max(pattern.m, block // pattern.m * pattern.m)  # groups must not straddle blocks
-    keep = torch.ones_like(W, dtype=torch.bool)
-    grid = Grid(W, spec.quant) if spec.quant else None  # fixed once from the dense weights
-    for i1 in range(0, n, block):
-        i2 = min(i1 + block, n)
-        W1 = W[:, i1:i2].clone()
-        U1 = U[i1:i2, i1:i2]
+
+    def choose(W1, U1, i1, i2):
         if pattern.is_nm:
-            keep1 = torch.ones_like(W1, dtype=torch.bool)
-        else:
-            score = W1**2 / torch.diagonal(U1).unsqueeze(0) ** 2  # [m, B]
-            keep1 = masks.prune_lowest(score, masks.n_pruned(score.numel(), spec.sparsity))
-        E1 = _sweep_block(W1, U1, keep1, spec, grid, i1)
-        W[:, i1:i2] = W1
-        keep[:, i1:i2] = keep1
-        W[:, i2:].sub_(E1 @ U[i1:i2, i2:])  # lazy batch update of all later columns
+            return torch.ones_like(W1, dtype=torch.bool)
+        score = W1**2 / torch.diagonal(U1).unsqueeze(0) ** 2  # [m, B]
+        return masks.prune_lowest(score, masks.n_pruned(score.numel(), spec.sparsity))
+
+    grid = Grid(W, spec.quant) if spec.quant else None  # fixed once from the dense weights
+    W, keep = _sweep(W, U, block, choose, pattern if pattern.is_nm else None, grid)
     info = {"dead_inputs": int(dead.sum())}
     if grid is not None:
         info["bits_per_weight"] = grid.bits_per_weight(int(keep.sum()), keep.numel())
-    return LayerResult(weight=W * keep, mask=keep, info=info)
+    return LayerResult(weight=W, mask=keep, info=info)
 
 
 METHOD = Method("sparsegpt", prune_layer, SparseGPTOptions, needs_hessian=True,
