@@ -23,10 +23,13 @@ def _app(broker: str) -> Celery:
         folder = broker[len("filesystem://"):]
         from pathlib import Path
 
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (Path(folder) / sub).mkdir(parents=True, exist_ok=True)
+        # control_folder defaults to "control" under the current directory: keep it with the rest
         options = {"data_folder_in": f"{folder}/queue", "data_folder_out": f"{folder}/queue",
-                   "processed_folder": f"{folder}/processed", "store_processed": False}
+                   "processed_folder": f"{folder}/processed", "store_processed": False,
+                   "control_folder": f"{folder}/control",
+                   "polling_interval": 0.1}  # a directory listing 10×/s: a job waits 0.1 s, not 1 s
         broker = "filesystem://"
         app.conf.broker_url = broker
     app.conf.broker_transport_options = options
