@@ -101,6 +101,20 @@ class Service:
         os.killpg(self.worker.pid, signal.SIGKILL)  # supervisor, celery parent and the job's child
         self.worker.wait()
 
+    def job_processes(self) -> list[int]:
+        """Pids of this service's job processes (the running one and the warm spare), found in
+        /proc by their command line and this service's TOPIARY_HOME."""
+        mine = f"TOPIARY_HOME={self.env['TOPIARY_HOME']}".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if (proc.name.isdigit() and b"worker.job_process" in (proc / "cmdline").read_bytes()
+                        and mine in (proc / "environ").read_bytes().split(b"\0")):
+                    pids.append(int(proc.name))
+            except OSError:  # exited while we looked
+                continue
+        return pids
+
     def submit(self, model: str, body: dict) -> str:
         r = self.http.post("/v1/jobs", json={**body, "model": model})
         assert r.status_code == 201, r.text

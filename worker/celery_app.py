@@ -1,7 +1,8 @@
 """Celery worker application: `celery -A worker.celery_app worker -Q gpu -c 1` (what `topiary
-worker` runs). Late acknowledgement, prefetch 1, a fresh child process per job (all GPU memory
-returned at exit), and nothing that touches CUDA in the parent: pruning_core is imported inside
-the task only."""
+worker` runs). Late acknowledgement, prefetch 1, and nothing that imports torch in the Celery
+processes: the long-lived pool child claims the job row and holds its lease, and the work runs in
+a fresh, single-use job process (worker.job_process), so all GPU memory is returned at its exit.
+A warm spare job process waits with its imports done, so a claimed job starts at once."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from db.broker import celery_app
 from db.engine import sessionmaker_for
 from db.settings import get_settings
 
-from .runner import Runner
+from .runner import Heartbeat, Runner
+from .spare import Spares, describe_exit, run_job
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -25,7 +27,6 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,  # a killed child's message goes back; the claim makes it harmless
     worker_prefetch_multiplier=1,
-    worker_max_tasks_per_child=1,
     worker_concurrency=1,
     worker_cancel_long_running_tasks_on_connection_loss=True,
     broker_connection_retry_on_startup=True,
@@ -34,13 +35,31 @@ app.conf.update(
 )
 
 
+spares = Spares()
+
+
 @worker_process_init.connect
-def _fresh_connections(**_kwargs) -> None:
-    """A forked child must not reuse the parent's pooled database connections."""
+def _child_init(**_kwargs) -> None:
+    """A forked child must not reuse the parent's pooled database connections; it starts warming
+    its first job process right away."""
     sessionmaker_for.cache_clear()
+    spares.warm()
 
 
 @app.task(name=catalog.TASK_NAME, bind=True)
 def run_prune_job(self, job_id: str) -> str:
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
-    return Runner(settings, job_id, owner).run()
+    runner = Runner(settings, job_id, owner)
+    job = runner.claim()
+    if job is None:
+        return "skipped"
+    heartbeat = Heartbeat(settings, job_id, owner)
+    heartbeat.start()
+    try:
+        code = run_job(spares.take(), job_id, owner, heartbeat.lost.is_set)
+    finally:
+        heartbeat.stop.set()
+    if code != 0 and not heartbeat.lost.is_set() and runner.record_crash(job.attempt, describe_exit(code)):
+        log.error("job %s: %s", job_id, describe_exit(code))
+        return "crashed"
+    return "done"

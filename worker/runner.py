@@ -1,6 +1,10 @@
 """One job attempt, start to finish: claim the row, hold a lease by heartbeat, run the pipeline
 with per-layer progress events and cooperative cancellation, publish artifacts atomically, record
-the outcome. The database is the source of truth; a duplicate delivery finds the job taken."""
+the outcome. The database is the source of truth; a duplicate delivery finds the job taken.
+
+The claim and the lease live in the long-lived Celery child (no torch, so it answers a new job in
+milliseconds); the pipeline runs in a single-use job process (`worker.job_process`), so all of a
+job's GPU memory is returned when it exits."""
 
 from __future__ import annotations
 
@@ -58,10 +62,12 @@ class Heartbeat(threading.Thread):
 
 
 class Runner:
+    """The database side of one attempt. The Celery child claims the row and keeps the lease
+    (`claim`, Heartbeat, `record_crash`); a fresh job process does the work (`execute`)."""
+
     def __init__(self, settings: Settings, job_id: str, owner: str):
         self.settings, self.job_id, self.owner = settings, job_id, owner
         self.maker = sessionmaker_for(settings.db_url)
-        self.heartbeat: Optional[Heartbeat] = None
         self.started = time.monotonic()
 
     # -- database steps, each in its own short transaction, retried through blips --------------
@@ -78,8 +84,6 @@ class Runner:
 
     def _progress(self, p) -> None:
         """Called by the pipeline after every layer and at each stage: record it, honour cancel."""
-        if self.heartbeat is not None and self.heartbeat.lost.is_set():
-            raise LeaseLost(self.job_id)
 
         def go():
             with self.maker() as s:
@@ -130,14 +134,21 @@ class Runner:
 
         with_retry(go)
 
-    # -- the attempt ------------------------------------------------------------------------------
-    def run(self) -> str:
+    # -- the attempt, split between two processes -------------------------------------------------
+    def claim(self) -> Optional[Job]:
+        """Celery child: take the queued row (None when another delivery already has it)."""
         job = self._claim()
         if job is None:
             log.info("job %s is not queued (taken or finished): nothing to do", self.job_id)
-            return "skipped"
-        self.heartbeat = Heartbeat(self.settings, self.job_id, self.owner)
-        self.heartbeat.start()
+        return job
+
+    def execute(self) -> str:
+        """Job process: run the claimed attempt to an outcome recorded in the database."""
+        with self.maker() as s:
+            job = s.get(Job, self.job_id)
+        if job is None or job.lease_owner != self.owner:
+            log.warning("job %s is not ours to run (owner %s)", self.job_id, job and job.lease_owner)
+            return "lease-lost"
         out = None
         try:
             out, outcome = self._execute(job)
@@ -146,9 +157,26 @@ class Runner:
             log.warning("job %s: lease lost, another attempt owns it", self.job_id)
             return "lease-lost"
         finally:
-            self.heartbeat.stop.set()
             if out is not None:
                 shutil.rmtree(out, ignore_errors=True)
+
+    def record_crash(self, attempt: int, reason: str) -> bool:
+        """Celery child: the job process died without recording an outcome (killed by the OOM
+        killer, a segfault in a kernel...). Fail the attempt with that reason, or end a pending
+        cancellation, unless the row moved on meanwhile. Returns True when something was recorded."""
+        from .convert import work_dir
+
+        shutil.rmtree(work_dir(self.settings, self.job_id, attempt), ignore_errors=True)
+        with self.maker() as s:
+            job = s.get(Job, self.job_id)
+            if job is None or job.lease_owner != self.owner or job.status in st.TERMINAL:
+                return False
+        store_for(self.settings).delete_prefix(f"jobs/{self.job_id}")  # nothing of it was committed
+        if job.status == st.CANCELLING:
+            self._finish(st.CANCELLED, error=("cancelled", "cancelled; the job process stopped"))
+        else:
+            self._finish(st.FAILED, error=("worker-crashed", reason))
+        return True
 
     def _execute(self, job: Job):
         from pruning_core import Cancelled, TopiaryError, pipeline

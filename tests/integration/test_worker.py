@@ -3,7 +3,9 @@ PostgreSQL. Jobs prune a tiny random LLaMA (with the real SmolLM2 tokenizer) on 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -105,6 +107,25 @@ def test_sigkill_worker_mid_job_completes_once(service):
     statuses = [e["data"].get("status") for e in service.http.get(f"/v1/jobs/{job_id}/events?limit=1000").json()["data"]
                 if e["type"] == "status"]
     assert statuses == ["queued", "running", "queued", "running", "evaluating", "succeeded"]
+
+
+def test_job_process_killed_fails_clearly_and_worker_continues(service):
+    """The OOM killer's way: SIGKILL to the job processes (the running one and the warm spare)
+    while the Celery worker lives. The attempt fails with a reason, nothing is published, and
+    the worker runs the next job in a fresh process."""
+    service.start_worker()
+    job_id = service.submit("deeper", SLOW)
+    service.wait_layers(job_id, 1)
+    victims = service.job_processes()
+    assert len(victims) == 2  # the job and the next job's spare
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    job = service.wait(job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "worker-crashed"
+    assert "SIGKILL" in job["error"]["message"]
+    assert service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"] == []
+    assert service.wait(service.submit("tiny", BODY))["status"] == "succeeded"
+    assert not set(victims) & set(service.job_processes())
 
 
 def test_bad_model_fails_clearly_and_worker_continues(service):
