@@ -16,18 +16,15 @@ from db import broker, catalog, jobs
 from db.models import Artifact, Dataset, IdempotencyRecord, Job, RegisteredModel
 from db.settings import Settings
 
+from . import wire
 from .problems import Problem
-from .schemas import JobCreate, JobError, JobOut
+from .schemas import JobCreate
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def job_out(job: Job) -> dict[str, Any]:
-    error = JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None
-    return JobOut(id=job.id, status=job.status, model=job.model, method=job.method, spec=job.spec,
-                  metadata=job.metadata_ or {}, progress=job.progress or {}, result=job.result, error=error,
-                  attempt=job.attempt, created_at=job.created_at, started_at=job.started_at,
-                  finished_at=job.finished_at).model_dump(mode="json")
+    return wire.job(job)
 
 
 def resolve_model(s: Session, tenant_id: str, ref: str) -> dict[str, str]:

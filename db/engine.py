@@ -32,5 +32,12 @@ def make_engine(url: str) -> Engine:
 
 
 @functools.lru_cache(maxsize=8)
-def sessionmaker_for(url: str) -> sessionmaker[Session]:
+def sessionmaker_for(url: str, autocommit: bool = False) -> sessionmaker[Session]:
+    """Sessions on one engine per URL. `autocommit=True` gives sessions for reads: each statement
+    commits on its own, so a read costs one round trip instead of BEGIN, SELECT and ROLLBACK
+    (same pool; the isolation level is switched client-side on checkout). Clearing this cache
+    drops the engines too (a forked process must not reuse its parent's connections)."""
+    if autocommit:
+        engine = sessionmaker_for(url).kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+        return sessionmaker(engine, expire_on_commit=False)
     return sessionmaker(make_engine(url), expire_on_commit=False)

@@ -213,7 +213,8 @@ def api(
 
     if migrate:
         _migrate()
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
+                access_log=False)
 
 
 @app.command()

@@ -15,7 +15,8 @@ from db.models import Artifact
 
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
-from ..schemas import ArtifactOut, Page
+from .. import wire
+from ..schemas import Page
 from .jobs import load_job
 
 router = APIRouter(tags=["artifacts"])
@@ -23,16 +24,16 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def _out(a: Artifact) -> dict:
-    return ArtifactOut(id=a.id, name=a.name, size=a.size, sha256=a.sha256, created_at=a.created_at).model_dump(mode="json")
+    """schemas.ArtifactOut"""
+    return {"id": a.id, "object": "artifact", "name": a.name, "size": a.size, "sha256": a.sha256,
+            "created_at": wire.ts(a.created_at)}
 
 
 @router.get("/v1/jobs/{job_id}/artifacts", response_model=Page)
 def list_artifacts(job_id: str, s=Depends(session), p: Principal = Depends(require("jobs:read"))):
     job = load_job(s, p, job_id)
     rows = list(s.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.name)))
-    data = [_out(a) for a in rows]
-    return Page(data=data, has_more=False, first_id=data[0]["id"] if data else None,
-                last_id=data[-1]["id"] if data else None)
+    return wire.JSON(wire.page([_out(a) for a in rows], False))
 
 
 def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:

@@ -16,7 +16,8 @@ from db import jobs, status as st
 from db.engine import sessionmaker_for
 
 from ..deps import Principal, require, session
-from ..schemas import EventOut, Page
+from .. import wire
+from ..schemas import Page
 from .jobs import load_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
@@ -25,7 +26,8 @@ POLL_SECONDS = 0.25
 
 
 def _out(e) -> dict:
-    return EventOut(id=e.id, type=e.type, data=e.data, created_at=e.created_at).model_dump(mode="json")
+    """schemas.EventOut"""
+    return {"id": e.id, "object": "pruning_job.event", "type": e.type, "data": e.data, "created_at": wire.ts(e.created_at)}
 
 
 def _is_terminal(event) -> bool:
@@ -43,9 +45,7 @@ def list_events(job_id: str, request: Request, s=Depends(session), p: Principal 
         return StreamingResponse(_stream(request, job.id, start), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     rows = jobs.events_after(s, job.id, after, limit + 1)
-    data = [_out(e) for e in rows[:limit]]
-    return Page(data=data, has_more=len(rows) > limit, first_id=data[0]["id"] if data else None,
-                last_id=data[-1]["id"] if data else None)
+    return wire.JSON(wire.page([_out(e) for e in rows[:limit]], len(rows) > limit))
 
 
 async def _stream(request: Request, job_id: str, after: int):
@@ -62,7 +62,7 @@ async def _stream(request: Request, job_id: str, after: int):
         events = await run_in_threadpool(fetch, last)
         for e in events:
             last = e.id
-            yield f"id: {e.id}\nevent: {e.type}\ndata: {json.dumps(_out(e))}\n\n"
+            yield f"id: {e.id}\nevent: {e.type}\ndata: {wire.orjson.dumps(_out(e)).decode()}\n\n"
             if _is_terminal(e):
                 return
         if time.monotonic() - beat >= HEARTBEAT_SECONDS:

@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,7 +12,7 @@ from db import jobs, status as st
 from db.artifacts import store_for
 from db.models import Artifact, Job
 
-from .. import service
+from .. import service, wire
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
 from ..schemas import JobCreate, JobOut, Page
@@ -34,7 +33,7 @@ def create_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(setti
                idempotency_key: Optional[str] = Header(None, max_length=255)):
     code, payload, replayed = service.create_job(s, cfg, p.tenant_id, body, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(payload, status_code=code, headers=headers)
+    return wire.JSON(payload, status_code=code, headers=headers)
 
 
 @router.get("", response_model=Page)
@@ -50,14 +49,12 @@ def list_jobs(request: Request, s: Session = Depends(session), p: Principal = De
                                     created_before, metadata)
     except LookupError:
         raise Problem(400, "invalid-cursor", "Invalid cursor", f"no job {after} to page after")
-    data = [service.job_out(j) for j in rows]
-    return Page(data=data, has_more=more, first_id=data[0]["id"] if data else None,
-                last_id=data[-1]["id"] if data else None)
+    return wire.JSON(wire.page([wire.job(j) for j in rows], more))
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, s: Session = Depends(session), p: Principal = Depends(require("jobs:read"))):
-    return service.job_out(load_job(s, p, job_id))
+    return wire.JSON(wire.job(load_job(s, p, job_id)))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
@@ -68,7 +65,7 @@ def cancel_job(job_id: str, s: Session = Depends(session), p: Principal = Depend
     except jobs.IllegalTransition:
         raise Problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
     s.commit()
-    return service.job_out(job)
+    return wire.JSON(wire.job(job))
 
 
 @router.delete("/{job_id}", status_code=204)
