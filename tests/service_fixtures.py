@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
            "calibration": {"source": "c4", "nsamples": 4, "seqlen": 64, "seed": 0},
            "evaluation": {"datasets": ["wikitext2"], "limit": 2}}
+# the worker tests' tiny job, and one slow enough to interrupt: PGZ with many Lion iterations
+BODY = {"method": "wanda", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0},
+        "evaluation": {"datasets": ["wikitext2"], "limit": 2}, "device": "cpu"}
+SLOW = {**BODY, "method": "pgz", "options": {"iters": 400, "patience": 400, "tol": 0.0}}
 PG_ADMIN = os.environ.get("TOPIARY_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

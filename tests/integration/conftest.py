@@ -57,3 +57,20 @@ def make_key(db_url):
         return {"Authorization": f"Bearer {plaintext}"}
 
     return make
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory, smol_dir):
+    """Two tiny LLaMA directories under an allowed root: 2 blocks (fast) and 6 blocks (slow)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("models")
+    tok = AutoTokenizer.from_pretrained(smol_dir)
+    for name, layers in (("tiny", 2), ("deeper", 6)):
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+        LlamaForCausalLM(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return root

@@ -3,6 +3,7 @@ PostgreSQL. Jobs prune a tiny random LLaMA (with the real SmolLM2 tokenizer) on 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,35 +13,13 @@ import time
 import pytest
 import torch
 
-from service_fixtures import Service, alembic, free_port, postgres_database
-
-BODY = {"method": "wanda", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0},
-        "evaluation": {"datasets": ["wikitext2"], "limit": 2}, "device": "cpu"}
-# a job slow enough to interrupt: PGZ with many Lion iterations on a deeper tiny model
-SLOW = {**BODY, "method": "pgz", "options": {"iters": 400, "patience": 400, "tol": 0.0}}
-
+from service_fixtures import BODY, SLOW, Service, alembic, free_port, postgres_database
 
 @pytest.fixture(scope="module")
 def pg_url():
     with postgres_database() as url:
         alembic(url, "upgrade", "head")
         yield url
-
-
-@pytest.fixture(scope="module")
-def model_root(tmp_path_factory, smol_dir):
-    """Two tiny LLaMA directories under an allowed root: 2 blocks (fast) and 6 blocks (slow)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    root = tmp_path_factory.mktemp("models")
-    tok = AutoTokenizer.from_pretrained(smol_dir)
-    for name, layers in (("tiny", 2), ("deeper", 6)):
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-        LlamaForCausalLM(cfg).save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-    return root
 
 
 @pytest.fixture
@@ -62,7 +41,9 @@ def test_job_runs_and_checkpoint_downloads_over_http(service, tmp_path):
     with service.http.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Accept": "text/event-stream"},
                              timeout=300) as r:
         text = "".join(r.iter_text())
-    assert "event: layer_done" in text and '"status": "succeeded"' in text
+    events = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+    assert any(e["type"] == "layer_done" for e in events)
+    assert events[-1]["type"] == "status" and events[-1]["data"]["status"] == "succeeded"
     job = service.job(job_id)
     assert job["status"] == "succeeded" and job["attempt"] == 1 and job["result"]["sparsity_achieved"] == 0.5
     arts = service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]

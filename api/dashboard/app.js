@@ -1,0 +1,339 @@
+// Topiary dashboard: a thin client of the public REST API (/v1), nothing the API does not offer.
+// The API key stays in this browser's localStorage and goes out only as an Authorization header.
+// Every value from the server is written with textContent, never parsed as HTML.
+"use strict";
+
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null };
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function row(cells) {
+  const tr = el("tr");
+  for (const cell of cells) tr.append(cell instanceof Node ? cell : el("td", cell));
+  return tr;
+}
+
+function num(value, digits) {
+  return value === null || value === undefined ? "" : Number(value).toFixed(digits);
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function banner(message) {
+  const box = $("#banner");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+class ApiError extends Error {
+  constructor(problem) {
+    super(problem.detail || problem.title || "request failed");
+    this.problem = problem;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.key}`, ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 204) return null;
+  const body = await response.json().catch(() => ({ title: response.statusText }));
+  if (!response.ok) throw new ApiError(body);
+  return body;
+}
+
+// -- jobs list --------------------------------------------------------------------------------
+function target(spec) {
+  if (!spec) return "";
+  return spec.pattern && spec.pattern !== "unstructured" ? spec.pattern : `${Math.round(spec.sparsity * 100)}%`;
+}
+
+function jobRow(job) {
+  const status = el("td");
+  status.append(el("span", job.status, `status ${job.status}`));
+  const progress = el("td");
+  if (!TERMINAL.has(job.status) && job.progress && job.progress.percent !== undefined) {
+    const bar = el("progress");
+    bar.max = 100;
+    bar.value = job.progress.percent;
+    progress.append(bar);
+  } else if (job.status === "succeeded" && job.result) {
+    progress.textContent = `${num(job.result.sparsity_achieved * 100, 1)}% zeros`;
+  }
+  const tr = row([el("td", job.id), status, job.model, job.method, target(job.spec), progress,
+                  when(job.created_at)]);
+  tr.dataset.id = job.id;
+  if (job.id === state.selected) tr.classList.add("selected");
+  tr.addEventListener("click", () => selectJob(job.id));
+  return tr;
+}
+
+async function loadJobs(append = false) {
+  if (!state.key) return;
+  const params = new URLSearchParams({ limit: "20" });
+  const status = $("#status-filter").value;
+  if (status) params.set("status", status);
+  if (append && state.after) params.set("after", state.after);
+  try {
+    const page = await api(`/v1/jobs?${params}`);
+    const body = $("#jobs tbody");
+    if (!append) body.replaceChildren();
+    for (const job of page.data) body.append(jobRow(job));
+    state.after = page.last_id;
+    $("#more").hidden = !page.has_more;
+    banner("");
+  } catch (err) {
+    banner(`Could not list jobs: ${err.message}`);
+  }
+}
+
+// -- one job ----------------------------------------------------------------------------------
+function renderSummary(job) {
+  $("#detail-title").textContent = job.id;
+  const dl = $("#summary");
+  dl.replaceChildren();
+  const cal = job.spec.calibration || {};
+  const items = [
+    ["status", job.status], ["model", job.model], ["method", job.method], ["target", target(job.spec)],
+    ["calibration", `${cal.source}, ${cal.nsamples} × ${cal.seqlen} tokens, seed ${cal.seed}`],
+    ["attempt", job.attempt], ["created", when(job.created_at)],
+  ];
+  if (job.result) {
+    items.push(["zeros", `${num(job.result.sparsity_achieved * 100, 2)}%`]);
+    items.push(["seconds", num(job.result.seconds_total, 1)]);
+  }
+  for (const [k, v] of items) dl.append(el("dt", k), el("dd", v));
+  const p = job.progress || {};
+  const done = job.status === "succeeded";
+  $("#progress-bar").value = done ? 100 : p.percent || 0;
+  const parts = [p.stage || job.status];
+  if (p.layers_total) parts.push(`layer ${p.layers_done} of ${p.layers_total}`);
+  if (p.eta_seconds !== undefined && p.eta_seconds !== null && !TERMINAL.has(job.status)) parts.push(`about ${Math.round(p.eta_seconds)} s left`);
+  $("#progress-text").textContent = parts.join(" · ");
+  const error = $("#error-box");
+  error.hidden = !job.error;
+  error.textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
+  $("#cancel").hidden = TERMINAL.has(job.status) || job.status === "cancelling";
+  $("#delete").hidden = !TERMINAL.has(job.status);
+}
+
+function addLayer(data) {
+  $("#layers tbody").append(row([el("td", data.layers_done, "num"), data.layer, el("td", num(data.sparsity, 4), "num"),
+                                 el("td", Number(data.rel_error).toExponential(3), "num"),
+                                 el("td", num(data.layer_seconds, 2), "num")]));
+}
+
+async function renderReport(job) {
+  const ppl = $("#perplexity tbody");
+  ppl.replaceChildren();
+  $("#results").hidden = job.status !== "succeeded";
+  if (job.status !== "succeeded") return;
+  const report = await api(`/v1/jobs/${job.id}/report`);
+  for (const [name, r] of Object.entries(report.perplexity || {})) {
+    ppl.append(row([name, el("td", num(r.dense, 2), "num"), el("td", num(r.pruned, 2), "num"),
+                    el("td", r.dense ? num(r.pruned / r.dense, 3) : "", "num")]));
+  }
+  const layers = $("#layers tbody");
+  layers.replaceChildren();
+  report.layers.forEach((layer, i) => addLayer({ layers_done: i + 1, layer: layer.name, sparsity: layer.sparsity,
+                                                 rel_error: layer.rel_error, layer_seconds: layer.seconds }));
+}
+
+async function download(artifact) {
+  const response = await fetch(`/v1/artifacts/${artifact.id}/content`, { headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) return banner(`Download failed: ${response.status}`);
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a");
+  a.href = url;
+  a.download = artifact.name.split("/").pop();
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+async function renderArtifacts(job) {
+  const body = $("#artifacts tbody");
+  body.replaceChildren();
+  const page = await api(`/v1/jobs/${job.id}/artifacts`);
+  $("#artifacts-box").hidden = page.data.length === 0;
+  for (const artifact of page.data) {
+    const button = el("button", "download");
+    button.type = "button";
+    button.addEventListener("click", () => download(artifact));
+    const cell = el("td");
+    cell.append(button);
+    const sha = el("td");
+    sha.append(el("code", artifact.sha256.slice(0, 16) + "…"));
+    sha.title = artifact.sha256;
+    body.append(row([artifact.name, el("td", bytes(artifact.size), "num"), sha, cell]));
+  }
+}
+
+// Server-sent events need the Authorization header, which EventSource cannot send: read the
+// stream with fetch and split it into events ourselves.
+async function follow(jobId, afterId, signal) {
+  const response = await fetch(`/v1/jobs/${jobId}/events?after=${afterId}`, {
+    headers: { Authorization: `Bearer ${state.key}`, Accept: "text/event-stream" }, signal,
+  });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const fields = Object.fromEntries(block.split("\n").filter((l) => !l.startsWith(":"))
+        .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
+      if (!fields.data || state.selected !== jobId) continue;
+      const event = JSON.parse(fields.data);
+      if (event.type === "layer_done") {
+        addLayer(event.data);
+        const job = await api(`/v1/jobs/${jobId}`);
+        renderSummary(job);
+      } else if (event.type === "status") {
+        await showJob(jobId, false);
+      }
+    }
+  }
+}
+
+async function showJob(jobId, restartStream) {
+  const job = await api(`/v1/jobs/${jobId}`);
+  if (state.selected !== jobId) return;
+  renderSummary(job);
+  if (TERMINAL.has(job.status)) {
+    await renderReport(job);
+    await renderArtifacts(job);
+    loadJobs();
+    return;
+  }
+  if (restartStream) {
+    const events = await api(`/v1/jobs/${jobId}/events?limit=1000`);
+    const layers = $("#layers tbody");
+    layers.replaceChildren();
+    let last = 0;
+    for (const e of events.data) {
+      if (e.type === "layer_done") addLayer(e.data);
+      last = e.id;
+    }
+    if (state.stream) state.stream.abort();
+    state.stream = new AbortController();
+    follow(jobId, last, state.stream.signal).catch(() => {});
+  }
+}
+
+async function selectJob(jobId) {
+  state.selected = jobId;
+  for (const tr of document.querySelectorAll("#jobs tbody tr")) tr.classList.toggle("selected", tr.dataset.id === jobId);
+  $("#new-job").hidden = true;
+  $("#detail").hidden = false;
+  for (const id of ["#perplexity tbody", "#layers tbody", "#artifacts tbody"]) $(id).replaceChildren();
+  $("#results").hidden = true;
+  $("#artifacts-box").hidden = true;
+  try {
+    await showJob(jobId, true);
+  } catch (err) {
+    banner(`Could not load ${jobId}: ${err.message}`);
+  }
+}
+
+// -- actions ----------------------------------------------------------------------------------
+async function act(method, suffix) {
+  const id = state.selected;
+  try {
+    await api(`/v1/jobs/${id}${suffix}`, { method });
+    if (method === "DELETE") {
+      state.selected = null;
+      $("#detail").hidden = true;
+    } else {
+      await showJob(id, false);
+    }
+    loadJobs();
+  } catch (err) {
+    banner(err.message);
+  }
+}
+
+async function openForm() {
+  $("#detail").hidden = true;
+  $("#new-job").hidden = false;
+  const select = $("#job-form select[name=model]");
+  const models = await api("/v1/models");
+  select.replaceChildren(...models.data.map((m) => {
+    const option = el("option", m.kind === "bundled" ? m.name : `${m.name} (${m.kind})`);
+    option.value = m.name;
+    return option;
+  }));
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  const f = event.target.elements;
+  const body = {
+    model: f.model.value, method: f.method.value,
+    calibration: { source: f.source.value, nsamples: Number(f.nsamples.value), seqlen: Number(f.seqlen.value), seed: 0 },
+    evaluation: { datasets: [...f.eval.selectedOptions].map((o) => o.value) },
+  };
+  if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
+  else body.sparsity = Number(f.sparsity.value);
+  if (f.limit.value) body.evaluation.limit = Number(f.limit.value);
+  const errors = $("#form-errors");
+  try {
+    const job = await api("/v1/jobs", {
+      method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
+    });
+    errors.hidden = true;
+    await loadJobs();
+    selectJob(job.id);
+  } catch (err) {
+    const details = (err.problem && err.problem.errors) || [];
+    errors.textContent = details.length ? details.map((e) => `${e.field}: ${e.message}`).join("\n") : err.message;
+    errors.hidden = false;
+  }
+}
+
+function useKey(event) {
+  event.preventDefault();
+  state.key = $("#key").value.trim();
+  localStorage.setItem("topiary.key", state.key);
+  $("#whoami").textContent = state.key ? `key ${state.key.split("_").slice(0, 2).join("_")}…` : "";
+  state.after = null;
+  loadJobs();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#key").value = state.key;
+  $("#key-form").addEventListener("submit", useKey);
+  $("#status-filter").addEventListener("change", () => loadJobs());
+  $("#more").addEventListener("click", () => loadJobs(true));
+  $("#cancel").addEventListener("click", () => act("POST", "/cancel"));
+  $("#delete").addEventListener("click", () => act("DELETE", ""));
+  $("#new-job-button").addEventListener("click", () => openForm().catch((err) => banner(err.message)));
+  $("#close-form").addEventListener("click", () => { $("#new-job").hidden = true; });
+  $("#job-form").addEventListener("submit", submitJob);
+  if (state.key) {
+    $("#whoami").textContent = `key ${state.key.split("_").slice(0, 2).join("_")}…`;
+    loadJobs();
+  }
+  setInterval(() => { if (state.key && !document.hidden) loadJobs(); }, 3000);
+});

@@ -1,0 +1,102 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) against the real
+service: uvicorn, a Celery worker, PostgreSQL and Redis. The browser test skips only where no
+Chromium is installed; `make test` installs it where it can (CI does)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from service_fixtures import BODY, SLOW, Service, alembic, postgres_database
+
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+CHROMIUM = os.environ.get("TOPIARY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
+# the flags a locked-down, offline machine needs (no sandbox as root, no background network)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, model_root):
+    with postgres_database() as url:
+        alembic(url, "upgrade", "head")
+        svc = Service(tmp_path_factory.mktemp("dash"), url, "redis://127.0.0.1:6379/14", model_root)
+        try:
+            svc.register("tiny", path=str(model_root / "tiny"))
+            svc.register("deeper", path=str(model_root / "deeper"))
+            svc.start_worker()
+            yield svc
+        finally:
+            svc.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, service):
+    context = browser.new_context()
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(f"{service.http.base_url}/")  # redirects to /dashboard/
+    pg.fill("#key", service.http.headers["Authorization"].split(" ", 1)[1])
+    pg.click("#key-form button")
+    yield pg
+    context.close()
+    assert errors == []  # no uncaught script error on the way
+
+
+def test_submit_follow_and_read_the_report(page, service):
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.select_option("#job-form select[name=model]", "tiny")
+    page.select_option("#job-form select[name=method]", "wanda")  # the form defaults to alps
+    page.fill("#job-form input[name=sparsity]", "0.5")
+    page.fill("#job-form input[name=nsamples]", str(BODY["calibration"]["nsamples"]))
+    page.fill("#job-form input[name=seqlen]", str(BODY["calibration"]["seqlen"]))
+    page.fill("#job-form input[name=limit]", "2")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#detail:not([hidden])")
+    job_id = page.text_content("#detail-title")
+    assert job_id.startswith("pj_")
+    page.locator("#perplexity tbody tr").first.wait_for(timeout=180_000)
+    job = service.job(job_id)  # what the page shows is what the API says
+    assert job["status"] == "succeeded" and job["spec"]["method"] == "wanda"
+    cells = page.locator("#perplexity tbody tr").first.locator("td").all_text_contents()
+    assert cells[0] == "wikitext2" and float(cells[2]) == pytest.approx(job["result"]["perplexity"]["wikitext2"]["pruned"], abs=0.01)
+    assert page.locator("#layers tbody tr").count() == 14  # 2 blocks × 7 linear layers
+    names = page.locator("#artifacts tbody tr td:first-child").all_text_contents()
+    assert "report.json" in names and "masks.safetensors" in names
+    assert page.locator(f"#jobs tbody tr[data-id='{job_id}'] .status").text_content() == "succeeded"
+
+
+def test_live_layers_then_cancel(page, service):
+    job_id = service.submit("deeper", SLOW)
+    page.wait_for_selector(f"#jobs tbody tr[data-id='{job_id}']", timeout=10_000)  # the list refreshes itself
+    page.click(f"#jobs tbody tr[data-id='{job_id}']")
+    page.locator("#layers tbody tr").nth(1).wait_for(timeout=120_000)  # layers arrive live
+    assert "layer" in page.text_content("#progress-text")
+    page.click("#cancel")
+    expect(page.locator("#summary")).to_contain_text("cancelled", timeout=60_000)
+    assert service.job(job_id)["status"] == "cancelled"
+    assert page.is_visible("#delete") and not page.is_visible("#cancel")
+
+
+def test_bad_input_is_shown_next_to_the_form(page):
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.fill("#job-form input[name=pattern]", "5:4")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#form-errors:not([hidden])")
+    assert "pattern" in page.text_content("#form-errors")
