@@ -30,3 +30,20 @@ def test_upgrade_check_downgrade(empty_db):
     alembic(empty_db, "check")  # raises if the models and the migrations disagree
     alembic(empty_db, "downgrade", "base")
     assert tables(empty_db) == set()
+
+
+def test_concurrent_upgrades_of_a_fresh_database_all_succeed():
+    """The API and every worker run `upgrade head` at start-up, often at the same moment (docker
+    compose). Separate processes, as in production: each must exit 0 and the schema be whole."""
+    import os
+    import subprocess
+    import sys
+
+    with postgres_database() as url:
+        env = {**os.environ, "TOPIARY_DATABASE_URL": url}
+        procs = [subprocess.Popen([sys.executable, "-m", "topiary.cli", "db", "upgrade"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], outputs
+        assert "jobs" in tables(url)
+        alembic(url, "check")
