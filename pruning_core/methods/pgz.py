@@ -141,7 +141,7 @@ def _loss_and_grad(D: torch.Tensor, prob: _Problem, a: float, b: float) -> tuple
     ‖S‖² = 4·tr(D H̃ Dᵀ): one GEMM with H̃ gives both, instead of one with Lᵀ and one with L."""
     if a == 0.0:
         P = D @ prob.Hd  # [m, n]
-        return 4.0 * float((D * P).sum()), (8.0 * b) * P
+        return 4.0 * float(torch.dot(D.reshape(-1), P.reshape(-1))), P.mul_(8.0 * b)  # flat views: no D⊙P temporary
     S = 2.0 * D @ prob.L.T  # [m, n]
     return float((S * S).sum()), 2.0 * (a * torch.sign(S) + 2.0 * b * S) @ prob.L
 
@@ -162,14 +162,15 @@ def reconstruct(Wt, W0, pruned, prob: _Problem, o: PGZOptions, lr: float, quanti
         return best, trace, mom
     gamma = 1.0 / float(g0.masked_fill(pruned, 0.0).abs().max().clamp_min(1e-30))
     a, b = gamma * a, gamma * o.l2
-    G = g0 * gamma
+    G = g0.mul_(gamma)
+    Wt, v = Wt.clone(), torch.empty_like(Wt)  # updated in place below: one m×n buffer per quantity
     last_gain = 0
     for k in range(o.iters):
-        G = G.masked_fill(pruned, 0.0)
-        c = o.beta1 * mom + (1 - o.beta1) * G
-        mom = o.beta2 * mom + (1 - o.beta2) * G
-        v = o.mix * torch.sign(c) + (2 - o.mix) * G
-        Wt = ((1 - o.weight_decay * lr) * Wt - lr * v / (k + 1)).masked_fill(pruned, 0.0)
+        G.masked_fill_(pruned, 0.0)
+        torch.lerp(mom, G, 1 - o.beta1, out=v)  # c = β1·m + (1−β1)·G
+        mom.lerp_(G, 1 - o.beta2)  # m ← β2·m + (1−β2)·G
+        v.sign_().mul_(o.mix).add_(G, alpha=2 - o.mix)  # v = ρ·sign(c) + (2−ρ)·G
+        Wt.mul_(1 - o.weight_decay * lr).sub_(v, alpha=lr / (k + 1)).masked_fill_(pruned, 0.0)
         current = evaluate(Wt)
         loss, G = _loss_and_grad(current - W0, prob, a, b)
         trace.append(loss)
