@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", default="0,15")
     ap.add_argument("--layers", default="q_proj,o_proj,gate_proj,down_proj")
-    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt,alps")
+    ap.add_argument("--methods", default="magnitude,wanda,sparsegpt,pgz,alps")
     ap.add_argument("--settings", default="0.5,0.6,0.7,0.8,0.9,2:4")
     ap.add_argument("--no-floor", action="store_true", help="skip the exact refit (slow on big layers)")
     ap.add_argument("--out", default="layer.json")

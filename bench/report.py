@@ -9,6 +9,12 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+QUALITY_RUNS = ("quality.json", "quality_2.json", "quality_3.json", "quality_4.json", "quality_5.json", "quality_6.json")
+SETTINGS = ("0.5", "0.6", "0.7", "0.8", "2:4", "4:8")
+# pivot columns: (impl, method, header)
+COLUMNS = [("topiary", "magnitude", "magnitude"), ("llm-compressor", "wanda", "llmc Wanda"),
+           ("topiary", "wanda", "Wanda"), ("llm-compressor", "sparsegpt", "llmc SparseGPT"),
+           ("topiary", "sparsegpt", "SparseGPT"), ("topiary", "pgz", "**PGZ**"), ("topiary", "alps", "**ALPS**")]
 
 
 def load(name: str):
@@ -22,42 +28,99 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _rows() -> list[dict]:
-    """Rows of every quality run, first measurement of a (setting, impl, method) kept."""
-    seen, rows = set(), []
-    for name in ("quality.json", "quality_2.json", "quality_3.json"):
+def _rows() -> dict[tuple[str, str, str], dict]:
+    """(setting, impl, method) -> row, from every quality run; the first measurement is kept."""
+    out: dict[tuple[str, str, str], dict] = {}
+    for name in QUALITY_RUNS:
         for r in (load(name) or {"rows": []})["rows"]:
-            key = (r["setting"], r["impl"], r["method"])
-            if key not in seen:
-                seen.add(key)
-                rows.append({**r, "run": name})
-    return rows
+            out.setdefault((r["setting"], r["impl"], r["method"]), {**r, "run": name})
+    return out
 
 
 def quality() -> str:
+    """Perplexity by setting (rows) and method (columns), with ALPS and PGZ against llm-compressor."""
     rows = _rows()
-    anchors = {(r["setting"], r["method"]): r for r in rows if r["impl"] == "llm-compressor"}
-    order = {"dense": 0, "0.5": 1, "0.7": 2, "2:4": 3}
+    dense = rows.get(("dense", "-", "dense"))
     out = []
-    for r in sorted(rows, key=lambda r: (order.get(r["setting"], 9), r["impl"] != "topiary", r["method"])):
-        same = anchors.get((r["setting"], r["method"].split("+")[0])) if r["impl"] == "topiary" and "+" not in r["method"] else None
-        sgpt = anchors.get((r["setting"], "sparsegpt")) if r["impl"] == "topiary" else None
-        out.append([r["setting"], r["impl"], r["method"], f"{r['ppl']:.2f}", f"{r['seconds']:.0f}", f"{r['sparsity']:.4f}",
-                    f"{r['ppl'] / same['ppl']:.3f}" if same else "", f"{r['ppl'] / sgpt['ppl']:.3f}" if sgpt else ""])
-    return table(["setting", "implementation", "method", "WikiText-2 ppl", "prune s", "sparsity",
-                  "ppl / llm-compressor, same method", "ppl / llm-compressor SparseGPT"], out)
+    for setting in SETTINGS:
+        cells = [rows.get((setting, impl, method)) for impl, method, _ in COLUMNS]
+        if not any(cells):
+            continue
+        anchor = rows.get((setting, "llm-compressor", "sparsegpt"))
+        ratio = lambda m: f"{rows[(setting, 'topiary', m)]['ppl'] / anchor['ppl']:.3f}" if anchor and (setting, "topiary", m) in rows else ""  # noqa: E731
+        out.append([setting] + [f"{c['ppl']:.2f}" if c else "" for c in cells] + [ratio("pgz"), ratio("alps")])
+    head = f"Dense: {dense['ppl']:.2f}.\n\n" if dense else ""
+    return head + table(["setting"] + [h for _, _, h in COLUMNS] + ["PGZ / llmc SparseGPT", "ALPS / llmc SparseGPT"], out)
+
+
+def same_method_check() -> str:
+    """Our baselines against llm-compressor's implementation of the same method."""
+    rows = _rows()
+    out = []
+    for setting in SETTINGS:
+        for method in ("sparsegpt", "wanda"):
+            ours, ref = rows.get((setting, "topiary", method)), rows.get((setting, "llm-compressor", method))
+            if ours and ref:
+                out.append([setting, method, f"{ours['ppl']:.2f}", f"{ref['ppl']:.2f}", f"{ours['ppl'] / ref['ppl']:.3f}"])
+    return table(["setting", "method", "topiary ppl", "llm-compressor ppl", "ratio"], out)
+
+
+def joint_int4() -> str:
+    rows = _rows()
+    out = []
+    for setting in SETTINGS:
+        sg, pgz = rows.get((setting, "topiary", "sparsegpt+int4")), rows.get((setting, "topiary", "pgz+int4"))
+        if sg or pgz:
+            out.append([setting, f"{sg['ppl']:.2f}" if sg else "", f"{pgz['ppl']:.2f}" if pgz else "",
+                        f"{pgz['ppl'] / sg['ppl']:.3f}" if sg and pgz else ""])
+    return table(["setting", "SparseGPT+int4 ppl", "PGZ+int4 ppl", "PGZ / SparseGPT"], out) if out else ""
 
 
 def same_process_ratios() -> str:
-    """ALPS and PGZ pruning time over our SparseGPT's at the same setting, both from quality_2.json."""
-    rows = (load("quality_2.json") or {"rows": []})["rows"]
-    ours = {(r["setting"], r["method"]): r for r in rows if r["impl"] == "topiary"}
+    """ALPS and PGZ pruning time over our SparseGPT's at the same setting (and quantization),
+    both measured in one process (one results file)."""
     out = []
-    for (setting, method), r in sorted(ours.items()):
-        base = ours.get((setting, "sparsegpt"))
-        if method.split("+")[0] in ("alps", "pgz") and base:
-            out.append([setting, method, f"{r['seconds']:.0f}", f"{base['seconds']:.0f}", f"{r['seconds'] / base['seconds']:.2f}"])
-    return table(["setting", "method", "prune s", "our SparseGPT s", "time ratio"], out) if out else ""
+    for name in QUALITY_RUNS:
+        rows = (load(name) or {"rows": []})["rows"]
+        ours = {(r["setting"], r["method"]): r for r in rows if r["impl"] == "topiary"}
+        for (setting, method), r in ours.items():
+            name_, _, quant = method.partition("+")
+            base = ours.get((setting, "sparsegpt" + ("+" + quant if quant else "")))
+            if name_ in ("alps", "pgz") and base:
+                out.append([setting, method, f"{r['seconds']:.0f}", f"{base['seconds']:.0f}",
+                            f"{r['seconds'] / base['seconds']:.2f}", name])
+    return table(["setting", "method", "prune s", "our SparseGPT s", "time ratio", "run"], out) if out else ""
+
+
+def pruning_seconds() -> str:
+    """Every row's pruning time next to our SparseGPT's at the same setting."""
+    rows = _rows()
+    out = []
+    for setting in SETTINGS:
+        base = rows.get((setting, "topiary", "sparsegpt"))
+        for method in ("alps", "pgz", "pgz+int4", "sparsegpt+int4"):
+            r = rows.get((setting, "topiary", method))
+            if r and base:
+                out.append([setting, method, f"{r['seconds']:.0f}", f"{base['seconds']:.0f}"])
+    return table(["setting", "method", "prune s", "SparseGPT prune s"], out) if out else ""
+
+
+def layers() -> str:
+    """The layer protocol: relative error per method, and each method's least-squares floor."""
+    data = load("layer.json")
+    if not data:
+        return ""
+    by = {}
+    for r in data["rows"]:
+        by.setdefault((r["layer"], r["setting"]), {})[r["method"]] = r
+    methods = [m for m in ("magnitude", "wanda", "sparsegpt", "pgz", "alps") if any(m in v for v in by.values())]
+    out = []
+    for (layer, setting), v in by.items():
+        cells = [f"{v[m]['rel_error']:.4f}" if m in v else "" for m in methods]
+        floors = [f"{v[m]['floor']:.4f}" if m in v and v[m].get("floor") is not None else "" for m in ("sparsegpt", "alps")]
+        secs = [f"{v[m]['seconds']:.2f}" if m in v else "" for m in ("sparsegpt", "alps")]
+        out.append([layer.replace("model.layers.", ""), setting] + cells + floors + secs)
+    return table(["layer", "setting"] + methods + ["SparseGPT LS floor", "ALPS LS floor", "SparseGPT s", "ALPS s"], out)
 
 
 def service() -> str:
@@ -78,8 +141,7 @@ def service() -> str:
 
 
 if __name__ == "__main__":
-    print(quality())
-    print()
-    print(same_process_ratios())
-    print()
-    print(service())
+    for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, layers, service):
+        text = section()
+        if text:
+            print(f"<!-- {section.__name__} -->\n{text}\n")
