@@ -25,9 +25,13 @@ def add_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -> J
     return event
 
 
+def fresh_progress(stage: str) -> dict[str, Any]:
+    return {"stage": stage, "layers_done": 0, "layers_total": None, "percent": 0.0}
+
+
 def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str]) -> Job:
     job = Job(tenant_id=tenant_id, status=st.QUEUED, model=spec["model"], method=spec["method"], spec=spec,
-              metadata_=metadata, enqueued_at=utcnow(), progress={"stage": st.QUEUED, "layers_done": 0, "layers_total": None, "percent": 0.0})
+              metadata_=metadata, enqueued_at=utcnow(), progress=fresh_progress(st.QUEUED))
     session.add(job)
     session.flush()
     add_event(session, job, "status", {"status": st.QUEUED, "previous": None})
@@ -111,7 +115,9 @@ def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bo
         update(Job)
         .where(Job.id == job_id, Job.status == st.QUEUED)
         .values(status=st.RUNNING, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                attempt=Job.attempt + 1, updated_at=now)
+                attempt=Job.attempt + 1, updated_at=now,
+                # a fresh attempt starts from nothing: no layer counts left over from a lost one
+                progress=fresh_progress("starting"))
         .execution_options(synchronize_session=False)
     ).rowcount
     if taken:
