@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from db import catalog
+from db import catalog, schedules
 
 Method = Literal[catalog.METHODS]  # type: ignore[valid-type]
 EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
@@ -114,6 +114,8 @@ class JobOut(BaseModel):
     created_at: Timestamp
     started_at: Optional[Timestamp]
     finished_at: Optional[Timestamp]
+    schedule_id: Optional[str] = None  # set when a schedule created the job ...
+    scheduled_for: Optional[Timestamp] = None  # ... for this slot
 
 
 class EventOut(BaseModel):
@@ -161,6 +163,46 @@ class DatasetOut(BaseModel):
     name: str
     size: int
     sha256: str
+    created_at: Timestamp
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    cron: str = Field(..., max_length=120, description="5 fields: minute hour day-of-month month day-of-week")
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone the cron is read in")
+    misfire: Literal["run_latest", "skip"] = Field("run_latest", description="missed slots: fire the latest once, or skip")
+    enabled: bool = True
+    job: JobCreate = Field(..., description="the job every slot creates, as for POST /v1/jobs")
+
+    _cron = field_validator("cron")(lambda cls, v: schedules.check_cron(v))
+    _timezone = field_validator("timezone")(lambda cls, v: schedules.check_timezone(v))
+
+
+class ScheduleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cron: Optional[str] = Field(None, max_length=120)
+    timezone: Optional[str] = Field(None, max_length=64)
+    misfire: Optional[Literal["run_latest", "skip"]] = None
+    enabled: Optional[bool] = None
+
+    _cron = field_validator("cron")(lambda cls, v: v if v is None else schedules.check_cron(v))
+    _timezone = field_validator("timezone")(lambda cls, v: v if v is None else schedules.check_timezone(v))
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    object: Literal["schedule"] = "schedule"
+    name: str
+    cron: str
+    timezone: str
+    misfire: str
+    enabled: bool
+    spec: dict[str, Any]
+    metadata: dict[str, str]
+    next_fire_at: Optional[Timestamp]
+    last_fired_at: Optional[Timestamp]
+    last_job_id: Optional[str]
     created_at: Timestamp
 
 

@@ -37,7 +37,7 @@ def job(j: Job) -> dict[str, Any]:
             "spec": j.spec, "metadata": j.metadata_ or {}, "progress": j.progress or {}, "result": j.result,
             "error": {"code": j.error_code, "message": j.error_message or ""} if j.error_code else None,
             "attempt": j.attempt, "created_at": ts(j.created_at), "started_at": ts(j.started_at),
-            "finished_at": ts(j.finished_at)}
+            "finished_at": ts(j.finished_at), "schedule_id": j.schedule_id, "scheduled_for": ts(j.scheduled_for)}
 
 
 def page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -29,9 +29,13 @@ def fresh_progress(stage: str) -> dict[str, Any]:
     return {"stage": stage, "layers_done": 0, "layers_total": None, "percent": 0.0}
 
 
-def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str]) -> Job:
+def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str],
+               schedule: Optional[tuple[str, datetime]] = None) -> Job:
+    """A queued job; `schedule` = (schedule id, slot time) for jobs a schedule fires."""
+    schedule_id, slot = schedule or (None, None)
     job = Job(tenant_id=tenant_id, status=st.QUEUED, model=spec["model"], method=spec["method"], spec=spec,
-              metadata_=metadata, enqueued_at=utcnow(), progress=fresh_progress(st.QUEUED))
+              metadata_=metadata, enqueued_at=utcnow(), progress=fresh_progress(st.QUEUED),
+              schedule_id=schedule_id, scheduled_for=slot)
     session.add(job)
     session.flush()
     add_event(session, job, "status", {"status": st.QUEUED, "previous": None})
@@ -82,7 +86,7 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Optional[Job]:
 def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: Optional[str] = None,
               status: Optional[str] = None, method: Optional[str] = None, model: Optional[str] = None,
               created_after: Optional[datetime] = None, created_before: Optional[datetime] = None,
-              metadata: Optional[dict[str, str]] = None) -> tuple[list[Job], bool]:
+              metadata: Optional[dict[str, str]] = None, schedule_id: Optional[str] = None) -> tuple[list[Job], bool]:
     """Newest first; `after` is the id of the last job of the previous page."""
     q = select(Job).where(Job.tenant_id == tenant_id)
     if after:
@@ -90,7 +94,7 @@ def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: Optional
         if cursor is None:
             raise LookupError(after)
         q = q.where(or_(Job.created_at < cursor.created_at, and_(Job.created_at == cursor.created_at, Job.id < cursor.id)))
-    for column, value in ((Job.status, status), (Job.method, method), (Job.model, model)):
+    for column, value in ((Job.status, status), (Job.method, method), (Job.model, model), (Job.schedule_id, schedule_id)):
         if value is not None:
             q = q.where(column == value)
     if created_after is not None:

@@ -64,11 +64,39 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    # set on jobs a schedule created: the pair is unique, so a slot fires at most once
+    schedule_id: Mapped[Optional[str]] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    scheduled_for: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_status", "status"),
+        UniqueConstraint("schedule_id", "scheduled_for", name="uq_jobs_schedule_slot"),
     )
+
+
+class Schedule(Base):
+    """A recurring job: `cron` (5 fields) read in `timezone`; the job spec is stored normalized,
+    exactly as POST /v1/jobs would store it. `next_fire_at` (UTC) is the next slot to fire."""
+
+    __tablename__ = "schedules"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sch"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    misfire: Mapped[str] = mapped_column(String(20), default="run_latest")  # or "skip"
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    next_fire_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_fired_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    last_job_id: Mapped[Optional[str]] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_schedules_tenant_name"),
+                      Index("ix_schedules_due", "enabled", "next_fire_at"))
 
 
 class JobEvent(Base):

@@ -2,7 +2,7 @@
 
 `topiary worker --gpus 0,1` starts one Celery worker process per GPU, each pinned with
 CUDA_VISIBLE_DEVICES; `--device cpu` starts one for the CPU. The supervisor itself runs the reaper
-(lease expiry, re-enqueueing lost jobs) and stops its children on SIGINT/SIGTERM.
+(lease expiry, re-enqueueing lost jobs), fires due schedules, and stops its children on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Optional
 
 from db.settings import get_settings
 
-from .reaper import reap_lapsed, ring_again
+from .reaper import fire_schedules, reap_lapsed, ring_again
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def supervise(commands: list[tuple[list[str], dict]]) -> int:
                 try:
                     reap_lapsed(settings)
                     ring_again(settings)
+                    fire_schedules(settings)
                 except Exception:  # noqa: BLE001 - database restarting: next round
                     log.warning("reaper round failed", exc_info=True)
                 next_sweep = time.monotonic() + settings.reaper_interval_seconds

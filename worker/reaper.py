@@ -1,9 +1,11 @@
-"""Recovery sweeps, safe to run in every worker at once (each change is a conditional UPDATE):
+"""Sweeps run by every worker supervisor, safe to run in all of them at once (each change is a
+conditional UPDATE or a uniquely-keyed INSERT):
 
 * jobs whose lease lapsed (worker killed, machine lost) go back to queued and are re-enqueued,
   until `max_attempts`, then fail with a clear error;
 * jobs still queued long after their last enqueue are enqueued again (a broker restarted without
-  persistence forgets its messages; a duplicate delivery is harmless because claims are atomic).
+  persistence forgets its messages; a duplicate delivery is harmless because claims are atomic);
+* schedules whose next slot has come create their job (db/schedules.py), which is then enqueued.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from db import broker, jobs, status as st
+from db import broker, jobs, schedules, status as st
 from db.engine import sessionmaker_for
 from db.models import Job, utcnow
 from db.settings import Settings
@@ -62,3 +64,13 @@ def ring_again(settings: Settings) -> list[str]:
     for job_id in ids:
         broker.enqueue(settings, job_id)
     return ids
+
+
+def fire_schedules(settings: Settings) -> list[str]:
+    """Create and enqueue the jobs of due schedules."""
+    with sessionmaker_for(settings.db_url)() as s:
+        created = schedules.fire_due(s)
+    for job_id in created:
+        log.info("schedule fired job %s", job_id)
+        broker.enqueue(settings, job_id)
+    return created

@@ -40,13 +40,13 @@ def create_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(setti
 def list_jobs(request: Request, s: Session = Depends(session), p: Principal = Depends(require("jobs:read")),
               limit: int = Query(20, ge=1, le=100), after: Optional[str] = Query(None, max_length=40),
               status: Optional[str] = Query(None, max_length=20), method: Optional[str] = Query(None, max_length=40),
-              model: Optional[str] = Query(None, max_length=500),
+              model: Optional[str] = Query(None, max_length=500), schedule_id: Optional[str] = Query(None, max_length=40),
               created_after: Optional[datetime] = None, created_before: Optional[datetime] = None):
     """Newest first. Filter on metadata with `metadata[key]=value` query parameters."""
     metadata = {k[9:-1]: v for k, v in request.query_params.items() if k.startswith("metadata[") and k.endswith("]")}
     try:
         rows, more = jobs.list_jobs(s, p.tenant_id, limit, after, status, method, model, created_after,
-                                    created_before, metadata)
+                                    created_before, metadata, schedule_id)
     except LookupError:
         raise Problem(400, "invalid-cursor", "Invalid cursor", f"no job {after} to page after")
     return wire.JSON(wire.page([wire.job(j) for j in rows], more))
