@@ -206,6 +206,57 @@ class ScheduleOut(BaseModel):
     created_at: Timestamp
 
 
+WebhookEvent = Literal["pruning_job.started", "pruning_job.succeeded", "pruning_job.failed", "pruning_job.cancelled"]
+_ALL_EVENTS = ["pruning_job.started", "pruning_job.succeeded", "pruning_job.failed", "pruning_job.cancelled"]
+
+
+def _http_url(v: Optional[str]) -> Optional[str]:
+    if v is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", v):
+        raise ValueError("must be an http:// or https:// URL")
+    return v
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(..., max_length=2000, description="receives POSTs signed per Standard Webhooks")
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(_ALL_EVENTS), min_length=1, max_length=4)
+
+    _url = field_validator("url")(lambda cls, v: _http_url(v))
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: Optional[str] = Field(None, max_length=2000)
+    events: Optional[list[WebhookEvent]] = Field(None, min_length=1, max_length=4)
+    enabled: Optional[bool] = None
+
+    _url = field_validator("url")(lambda cls, v: _http_url(v))
+
+
+class WebhookOut(BaseModel):
+    id: str
+    object: Literal["webhook_endpoint"] = "webhook_endpoint"
+    url: str
+    events: list[str]
+    enabled: bool
+    created_at: Timestamp
+    secret: Optional[str] = Field(None, description="whsec_...: only in the response that creates the endpoint")
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: Optional[int]
+    last_error: Optional[str]
+    next_attempt_at: Optional[Timestamp]
+    created_at: Timestamp
+    delivered_at: Optional[Timestamp]
+    payload: dict[str, Any]
+
+
 class Page(BaseModel):
     object: Literal["list"] = "list"
     data: list[Any]

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import status as st
+from . import status as st, webhooks
 from .models import Job, JobEvent, utcnow
 
 
@@ -20,8 +20,11 @@ class IllegalTransition(Exception):
 
 
 def add_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -> JobEvent:
+    """Every event goes through here; status events also queue their webhooks in this transaction."""
     event = JobEvent(job_id=job.id, type=type_, data=data)
     session.add(event)
+    if type_ == "status":
+        webhooks.record(session, job, data["status"])
     return event
 
 

@@ -62,13 +62,13 @@ def free_port() -> int:
 class Service:
     """API server + worker supervisor as subprocesses sharing one environment."""
 
-    def __init__(self, tmp: Path, db_url: str, broker_url: str, model_root: Path):
+    def __init__(self, tmp: Path, db_url: str, broker_url: str, model_root: Path, **extra_env: str):
         self.port = free_port()
         self.env = {**os.environ, "TOPIARY_HOME": str(tmp), "TOPIARY_DATABASE_URL": db_url,
                     "TOPIARY_BROKER_URL": broker_url, "TOPIARY_TASK_QUEUE": f"q-{secrets.token_hex(4)}",
                     "TOPIARY_ALLOWED_MODEL_ROOTS": json.dumps([str(model_root)]), "TOPIARY_LEASE_SECONDS": "4",
                     "TOPIARY_REAPER_INTERVAL_SECONDS": "1", "TOPIARY_REQUEUE_AFTER_SECONDS": "3",
-                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra_env}
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",

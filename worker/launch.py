@@ -2,7 +2,8 @@
 
 `topiary worker --gpus 0,1` starts one Celery worker process per GPU, each pinned with
 CUDA_VISIBLE_DEVICES; `--device cpu` starts one for the CPU. The supervisor itself runs the reaper
-(lease expiry, re-enqueueing lost jobs), fires due schedules, and stops its children on SIGINT/SIGTERM.
+(lease expiry, re-enqueueing lost jobs), fires due schedules, delivers webhooks (a thread), and
+stops its children on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Optional
 from db.settings import get_settings
 
 from .reaper import fire_schedules, reap_lapsed, ring_again
+from .webhooks import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ def supervise(commands: list[tuple[list[str], dict]]) -> int:
     """Start every command, run the reaper until a child exits or we are told to stop."""
     settings = get_settings()
     children = [subprocess.Popen(cmd, env={**os.environ, **env}) for cmd, env in commands]
+    deliverer = Deliverer(settings)
+    deliverer.start()
     stopping = False
 
     def stop(signum, _frame):
@@ -61,6 +65,7 @@ def supervise(commands: list[tuple[list[str], dict]]) -> int:
                 next_sweep = time.monotonic() + settings.reaper_interval_seconds
             time.sleep(0.2)
     finally:
+        deliverer.stop.set()
         for c in children:
             if c.poll() is None:
                 c.send_signal(signal.SIGTERM)
