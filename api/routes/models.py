@@ -9,12 +9,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from db import catalog
 from db.artifacts import store_for
 from db.models import Artifact, Dataset, RegisteredModel, new_id
 
+from .. import crud
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
 from ..schemas import DatasetOut, ModelCreate, ModelOut, Page
@@ -60,12 +60,7 @@ def register_model(body: ModelCreate, s=Depends(session), cfg=Depends(settings),
     else:
         kind, source = "hub", body.hub_id
     model = RegisteredModel(tenant_id=p.tenant_id, name=body.name, kind=kind, source=source)
-    s.add(model)
-    try:
-        s.commit()
-    except IntegrityError:
-        s.rollback()
-        raise Problem(409, "name-taken", "Name taken", f"a model named {body.name} exists")
+    crud.add_named(s, model, "model")
     return _model_out(model)
 
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import schedules
 from db.models import Schedule, utcnow
 
-from .. import service, wire
+from .. import crud, service, wire
 from ..deps import Principal, require, session
-from ..problems import Problem
 from ..schemas import Page, ScheduleCreate, ScheduleOut, ScheduleUpdate
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
@@ -29,10 +27,7 @@ def _out(sch: Schedule) -> dict:
 
 
 def _load(s: Session, p: Principal, schedule_id: str) -> Schedule:
-    sch = s.scalar(select(Schedule).where(Schedule.id == schedule_id, Schedule.tenant_id == p.tenant_id))
-    if sch is None:
-        raise Problem(404, "not-found", "Schedule not found", f"no schedule {schedule_id}")
-    return sch
+    return crud.owned(s, Schedule, schedule_id, p.tenant_id, "schedule")
 
 
 @router.post("", status_code=201, response_model=ScheduleOut)
@@ -41,12 +36,7 @@ def create_schedule(body: ScheduleCreate, s: Session = Depends(session), p: Prin
     sch = Schedule(tenant_id=p.tenant_id, name=body.name, cron=body.cron, timezone=body.timezone, misfire=body.misfire,
                    enabled=body.enabled, spec=spec, metadata_=body.job.metadata,
                    next_fire_at=schedules.next_slot(body.cron, body.timezone, utcnow()))
-    s.add(sch)
-    try:
-        s.commit()
-    except IntegrityError:
-        s.rollback()
-        raise Problem(409, "name-taken", "Name taken", f"a schedule named {body.name} exists")
+    crud.add_named(s, sch, "schedule")
     return wire.JSON(_out(sch), status_code=201)
 
 
@@ -67,8 +57,7 @@ def update_schedule(schedule_id: str, body: ScheduleUpdate, s: Session = Depends
     """Change the timing or pause/resume. The next slot is recomputed from now, so resuming a
     paused schedule never fires the slots it missed while paused."""
     sch = _load(s, p, schedule_id)
-    for field, value in body.model_dump(exclude_none=True).items():
-        setattr(sch, field, value)
+    crud.apply(sch, body)
     sch.next_fire_at = schedules.next_slot(sch.cron, sch.timezone, utcnow())
     s.commit()
     return wire.JSON(_out(sch))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from db import webhooks
 from db.models import WebhookDelivery, WebhookEndpoint
 
-from .. import wire
+from .. import crud, wire
 from ..deps import Principal, require, session
 from ..problems import Problem
 from ..schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, WebhookUpdate
@@ -37,10 +37,7 @@ def _delivery(d: WebhookDelivery) -> dict:
 
 
 def _load(s: Session, p: Principal, endpoint_id: str) -> WebhookEndpoint:
-    e = s.scalar(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.tenant_id == p.tenant_id))
-    if e is None:
-        raise Problem(404, "not-found", "Webhook endpoint not found", f"no webhook endpoint {endpoint_id}")
-    return e
+    return crud.owned(s, WebhookEndpoint, endpoint_id, p.tenant_id, "webhook endpoint")
 
 
 @router.post("", status_code=201, response_model=WebhookOut)
@@ -68,8 +65,7 @@ def get_endpoint(endpoint_id: str, s: Session = Depends(session), p: Principal =
 def update_endpoint(endpoint_id: str, body: WebhookUpdate, s: Session = Depends(session),
                     p: Principal = Depends(require("jobs:write"))):
     e = _load(s, p, endpoint_id)
-    for field, value in body.model_dump(exclude_none=True).items():
-        setattr(e, field, list(dict.fromkeys(value)) if field == "events" else value)
+    crud.apply(e, body, lambda field, value: list(dict.fromkeys(value)) if field == "events" else value)
     s.commit()
     return wire.JSON(_out(e))
 
