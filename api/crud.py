@@ -22,6 +22,11 @@ def owned(s: Session, table: type[T], object_id: str, tenant_id: str, noun: str)
     return row
 
 
+def listed(s: Session, table: type[T], tenant_id: str, *order_by: Any) -> list[T]:
+    """All of the tenant's rows, in the given order (these collections are small: no pagination)."""
+    return list(s.scalars(select(table).where(table.tenant_id == tenant_id).order_by(*order_by)))
+
+
 def add_named(s: Session, row: Any, noun: str) -> None:
     """Insert a row whose name is unique per tenant: 409 name-taken when it is not."""
     s.add(row)

@@ -5,7 +5,6 @@ schedule_id and slot, so `GET /v1/jobs?schedule_id=...` is the schedule's histor
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import schedules
@@ -42,7 +41,7 @@ def create_schedule(body: ScheduleCreate, s: Session = Depends(session), p: Prin
 
 @router.get("", response_model=Page)
 def list_schedules(s: Session = Depends(session), p: Principal = Depends(require("jobs:read"))):
-    rows = s.scalars(select(Schedule).where(Schedule.tenant_id == p.tenant_id).order_by(Schedule.name))
+    rows = crud.listed(s, Schedule, p.tenant_id, Schedule.name)
     return wire.JSON(wire.page([_out(x) for x in rows], False))
 
 

@@ -51,8 +51,7 @@ def create_endpoint(body: WebhookCreate, s: Session = Depends(session), p: Princ
 
 @router.get("", response_model=Page)
 def list_endpoints(s: Session = Depends(session), p: Principal = Depends(require("jobs:read"))):
-    rows = s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == p.tenant_id)
-                     .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id))
+    rows = crud.listed(s, WebhookEndpoint, p.tenant_id, WebhookEndpoint.created_at, WebhookEndpoint.id)
     return wire.JSON(wire.page([_out(e) for e in rows], False))
 
 
