@@ -72,10 +72,15 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    # the service's own logs (Celery banner, warnings) go to a file, so the terminal shows the job
+    log_path = get_settings().home / "logs" / "demo-service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
     service = subprocess.Popen([sys.executable, "-m", "topiary.cli", "serve", "--port", str(port)],
-                               start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ok = False
     try:
-        print(f"starting the service on {base} (database {get_settings().db_url})", file=sys.stderr)
+        print(f"starting the service on {base} (database {get_settings().db_url}; log {log_path})", file=sys.stderr)
         _wait_ready(base, service)
         with sessionmaker_for(get_settings().db_url)() as s:
             _, key = keys.create_key(s, "demo", ["jobs:read", "jobs:write"])
@@ -105,6 +110,7 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
             if art["name"] in ("model/model.safetensors", "masks.safetensors", "report.json"):
                 print(f"download    {art['name']:<24} GET /v1/artifacts/{art['id']}/content ({art['size']:,} bytes)")
         print(f"checkpoint  {get_settings().artifacts / 'jobs' / job_id / 'model'}")
+        ok = True
         return 0
     finally:
         if service.poll() is None:
@@ -113,4 +119,8 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
                 service.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(service.pid, signal.SIGKILL)
+        log.close()
         print("service stopped", file=sys.stderr)
+        if not ok:  # whatever went wrong, the service's last words are the first thing to read
+            tail = log_path.read_text(errors="replace").splitlines()[-20:]
+            print(f"last lines of {log_path}:", *tail, sep="\n  ", file=sys.stderr)
