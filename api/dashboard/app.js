@@ -4,7 +4,7 @@
 "use strict";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
-const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null };
+const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, text, cls) {
@@ -88,6 +88,7 @@ async function loadJobs(append = false) {
   const params = new URLSearchParams({ limit: "20" });
   const status = $("#status-filter").value;
   if (status) params.set("status", status);
+  if (state.schedule) params.set("schedule_id", state.schedule.id);
   if (append && state.after) params.set("after", state.after);
   try {
     const page = await api(`/v1/jobs?${params}`);
@@ -99,6 +100,58 @@ async function loadJobs(append = false) {
     banner("");
   } catch (err) {
     banner(`Could not list jobs: ${err.message}`);
+  }
+}
+
+// -- schedules (nightly compression) -----------------------------------------------------------
+function button(text, onClick) {
+  const b = el("button", text);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function filterBySchedule(schedule) {
+  state.schedule = schedule;
+  state.after = null;
+  const chip = $("#schedule-filter");
+  chip.hidden = !schedule;
+  chip.querySelector("span").textContent = schedule ? `schedule ${schedule.name}` : "";
+  loadJobs();
+}
+
+async function setEnabled(schedule, enabled) {
+  try {
+    await api(`/v1/schedules/${schedule.id}`, {
+      method: "PATCH", body: JSON.stringify({ enabled }), headers: { "Content-Type": "application/json" },
+    });
+    await loadSchedules();
+  } catch (err) {
+    banner(`Could not ${enabled ? "resume" : "pause"} ${schedule.name}: ${err.message}`);
+  }
+}
+
+function scheduleRow(sch) {
+  const last = el("td");
+  if (sch.last_job_id) last.append(button(sch.last_job_id, () => selectJob(sch.last_job_id)));
+  const actions = el("td");
+  actions.append(button(sch.enabled ? "pause" : "resume", () => setEnabled(sch, !sch.enabled)),
+                 button("jobs", () => filterBySchedule(sch)));
+  const tr = row([sch.name, `${sch.cron} (${sch.timezone})`, `${sch.spec.method} ${target(sch.spec)} ${sch.spec.model}`,
+                  sch.enabled && sch.next_fire_at ? when(sch.next_fire_at) : "paused", last, actions]);
+  tr.dataset.id = sch.id;
+  tr.classList.toggle("paused", !sch.enabled);
+  return tr;
+}
+
+async function loadSchedules() {
+  if (!state.key) return;
+  try {
+    const page = await api("/v1/schedules");
+    $("#schedules tbody").replaceChildren(...page.data.map(scheduleRow));
+    $("#no-schedules").hidden = page.data.length > 0;
+  } catch (err) {
+    banner(`Could not list schedules: ${err.message}`);
   }
 }
 
@@ -319,6 +372,7 @@ function useKey(event) {
   $("#whoami").textContent = state.key ? `key ${state.key.split("_").slice(0, 2).join("_")}…` : "";
   state.after = null;
   loadJobs();
+  loadSchedules();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -331,9 +385,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#new-job-button").addEventListener("click", () => openForm().catch((err) => banner(err.message)));
   $("#close-form").addEventListener("click", () => { $("#new-job").hidden = true; });
   $("#job-form").addEventListener("submit", submitJob);
+  $("#schedule-filter button").addEventListener("click", () => filterBySchedule(null));
   if (state.key) {
     $("#whoami").textContent = `key ${state.key.split("_").slice(0, 2).join("_")}…`;
     loadJobs();
+    loadSchedules();
   }
   setInterval(() => { if (state.key && !document.hidden) loadJobs(); }, 3000);
+  setInterval(() => { if (state.key && !document.hidden) loadSchedules(); }, 30000);
 });

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime, timedelta
 
 import pytest
 
+from db import schedules
+from db.engine import sessionmaker_for
 from service_fixtures import BODY, SLOW, Service, alembic, postgres_database
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -100,3 +103,32 @@ def test_bad_input_is_shown_next_to_the_form(page):
     page.click("#job-form button[type=submit]")
     page.wait_for_selector("#form-errors:not([hidden])")
     assert "pattern" in page.text_content("#form-errors")
+
+
+def test_schedules_pause_and_show_their_jobs(page, service):
+    body = {"name": "nightly-tiny", "cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {**BODY, "model": "tiny"}}
+    r = service.http.post("/v1/schedules", json=body)
+    assert r.status_code == 201, r.text
+    sch = r.json()
+    # fire its next slot now, as a supervisor would when the night comes
+    with sessionmaker_for(service.env["TOPIARY_DATABASE_URL"])() as s:
+        fired = schedules.fire_due(s, now=datetime.fromisoformat(sch["next_fire_at"]) + timedelta(seconds=1))
+    assert len(fired) == 1
+    other = service.submit("tiny", BODY)  # a job of no schedule
+    page.reload()  # the key stays in localStorage
+    line = page.locator(f"#schedules tbody tr[data-id='{sch['id']}']")
+    expect(line).to_contain_text("0 2 * * * (Europe/Berlin)")
+    expect(line).to_contain_text(fired[0])
+    expect(page.locator(f"#jobs tbody tr[data-id='{other}']")).to_have_count(1)
+    line.get_by_role("button", name="jobs", exact=True).click()
+    expect(page.locator("#schedule-filter")).to_contain_text("nightly-tiny")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)  # only the schedule's own job
+    assert page.locator("#jobs tbody tr").first.get_attribute("data-id") == fired[0]
+    page.click("#schedule-filter button")
+    expect(page.locator(f"#jobs tbody tr[data-id='{other}']")).to_have_count(1)
+    line.get_by_role("button", name="pause", exact=True).click()
+    expect(line.locator("td").nth(3)).to_have_text("paused")
+    assert service.http.get(f"/v1/schedules/{sch['id']}").json()["enabled"] is False
+    line.get_by_role("button", name="resume", exact=True).click()
+    expect(line.get_by_role("button", name="pause", exact=True)).to_have_count(1)
+    assert service.http.get(f"/v1/schedules/{sch['id']}").json()["enabled"] is True
