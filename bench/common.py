@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,9 +56,23 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+def code_version() -> str:
+    """The commit the benchmarked code is at, "+dirty" with uncommitted changes ("unknown" outside git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {rev}" + ("+dirty" if dirty else "")
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / name
+    payload = {"code": code_version(), **payload}  # which code made the numbers, for before/after tables
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 
