@@ -4,6 +4,7 @@ perplexity over the first 64 windows of 512 tokens."""
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -56,6 +57,7 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+@functools.cache  # once per process: the code that started the run, however many times it writes
 def code_version() -> str:
     """The commit the benchmarked code is at, "+dirty" with uncommitted changes ("unknown" outside git)."""
     root = Path(__file__).resolve().parents[1]

@@ -17,7 +17,8 @@ COLUMNS = [("topiary", "magnitude", "magnitude"), ("llm-compressor", "wanda", "l
            ("topiary", "sparsegpt", "SparseGPT"), ("topiary", "pgz", "**PGZ**"), ("topiary", "alps", "**ALPS**")]
 
 
-# timings known to be inflated: the run shared the 2 cores with test suites (marked †, not hidden)
+# timings known to be inflated: the run shared the 2 cores with test suites. A clean rerun of the
+# same row replaces it; without one it is shown marked †; it never enters a time ratio.
 CONTENDED = {("quality_4.json", "0.6", "alps")}
 
 

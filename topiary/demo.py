@@ -75,9 +75,9 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
     # the service's own logs (Celery banner, warnings) go to a file, so the terminal shows the job
     log_path = get_settings().home / "logs" / "demo-service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w")
-    service = subprocess.Popen([sys.executable, "-m", "topiary.cli", "serve", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        service = subprocess.Popen([sys.executable, "-m", "topiary.cli", "serve", "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     ok = False
     try:
         print(f"starting the service on {base} (database {get_settings().db_url}; log {log_path})", file=sys.stderr)
@@ -119,7 +119,6 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
                 service.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(service.pid, signal.SIGKILL)
-        log.close()
         print("service stopped", file=sys.stderr)
         if not ok:  # whatever went wrong, the service's last words are the first thing to read
             tail = log_path.read_text(errors="replace").splitlines()[-20:]

@@ -20,6 +20,13 @@ function row(cells) {
   return tr;
 }
 
+function button(text, onClick) {
+  const b = el("button", text);
+  b.type = "button";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function num(value, digits) {
   return value === null || value === undefined ? "" : Number(value).toFixed(digits);
 }
@@ -104,13 +111,6 @@ async function loadJobs(append = false) {
 }
 
 // -- schedules (nightly compression) -----------------------------------------------------------
-function button(text, onClick) {
-  const b = el("button", text);
-  b.type = "button";
-  b.addEventListener("click", onClick);
-  return b;
-}
-
 function filterBySchedule(schedule) {
   state.schedule = schedule;
   state.after = null;
@@ -226,11 +226,8 @@ async function renderArtifacts(job) {
   const page = await api(`/v1/jobs/${job.id}/artifacts`);
   $("#artifacts-box").hidden = page.data.length === 0;
   for (const artifact of page.data) {
-    const button = el("button", "download");
-    button.type = "button";
-    button.addEventListener("click", () => download(artifact));
     const cell = el("td");
-    cell.append(button);
+    cell.append(button("download", () => download(artifact)));
     const sha = el("td");
     sha.append(el("code", artifact.sha256.slice(0, 16) + "…"));
     sha.title = artifact.sha256;

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
 def test_demo_prunes_the_bundled_model_through_the_embedded_service(tmp_path, smol_dir):
