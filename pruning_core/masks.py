@@ -17,22 +17,55 @@ def n_pruned(count: int, sparsity: float) -> int:
     return min(count, int(round(sparsity * count)))
 
 
+def kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest entry (1 <= k <= numel) of a float32 tensor, as a 0-dim tensor, by a
+    two-pass radix select: two 65536-bin histograms of 16 key bits each. On the CPU it is 2-3.4x
+    faster than `torch.kthvalue` at SmolLM2's layer sizes (bench/select_threshold.py).
+
+    A float's bits, read as a signed int with the magnitude bits of negatives flipped, sort in
+    the float's own order; the high 16 bits pick the bin that holds the answer, the low 16 bits
+    of the entries in that bin pick the value inside it."""
+    flat = values.reshape(-1)  # [numel]
+    rank = flat.numel() - k  # 0-based position of the answer in ascending order
+    bits = flat.view(torch.int32)
+    key = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # [numel], monotone in the float order
+    high = (key >> 16) + 32768  # [numel], 0..65535
+    counts = torch.bincount(high, minlength=65536)
+    cum = torch.cumsum(counts, 0)
+    target = torch.tensor([rank], device=flat.device, dtype=cum.dtype)
+    b = torch.searchsorted(cum, target, right=True)  # [1]: first bin with more than `rank` below its end
+    below = cum[b] - counts[b]  # [1]: entries in lower bins
+    low = key[high == b] & 0xFFFF  # [entries in bin b]
+    cum_low = torch.cumsum(torch.bincount(low, minlength=65536), 0)
+    j = torch.searchsorted(cum_low, target - below, right=True)  # [1]
+    answer = (((b - 32768) << 16) | j).to(torch.int32)  # [1], the key of the answer
+    answer = torch.where(answer < 0, answer ^ 0x7FFFFFFF, answer)
+    return answer.view(torch.float32).reshape(())
+
+
 def keep_top_k(score: torch.Tensor, k: int) -> torch.Tensor:
     """Keep mask with exactly the k highest scores of the whole tensor, found by threshold
-    (`kthvalue`, linear time) instead of a sort or a huge `topk`. Ties at the threshold are
-    filled in index order, so the count is exact and the result deterministic."""
+    instead of a sort. Ties at the threshold are filled in index order, so the count is exact and
+    the result deterministic. On CUDA, `topk(sorted=False)` (multi-block radix select) takes
+    0.4 ms for 16.7M scores on an H100 where `kthvalue` (one thread block per slice) takes 123 ms
+    and our radix select 2.6 ms; on the CPU our radix select beats both."""
     flat = score.reshape(-1)  # [numel]
     numel = flat.numel()
     if k >= numel:
         return torch.ones_like(score, dtype=torch.bool)
     if k <= 0:
         return torch.zeros_like(score, dtype=torch.bool)
-    threshold = torch.kthvalue(flat, numel - k).values  # the (numel-k)-th smallest is the largest dropped value
-    keep = flat > threshold
-    missing = k - int(keep.sum())
-    if missing > 0:
-        ties = torch.nonzero(flat == threshold).flatten()[:missing]
-        keep[ties] = True
+    if flat.is_cuda:
+        threshold = torch.topk(flat, k, sorted=False).values.min()  # the smallest kept value
+    elif flat.dtype == torch.float32:
+        threshold = kth_largest(flat, k)
+    else:
+        threshold = torch.kthvalue(flat, numel - k + 1).values  # the (numel-k+1)-th smallest = k-th largest
+    keep = flat >= threshold  # exactly k unless the threshold value repeats
+    extra = int(keep.sum()) - k
+    if extra > 0:  # keep the first ties in index order, drop the last `extra`
+        ties = torch.nonzero(flat == threshold).flatten()
+        keep[ties[ties.numel() - extra :]] = False
     return keep.view(score.shape)
 
 

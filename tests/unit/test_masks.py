@@ -56,3 +56,19 @@ def test_keep_top_k_matches_sort_with_ties(k):
     assert int(keep.sum()) == k
     if 0 < k < 200:
         assert score[keep].min() >= score[~keep].max()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.randn(5000, generator=torch.Generator().manual_seed(0)),  # both signs
+        torch.randint(-3, 4, (4000,), generator=torch.Generator().manual_seed(1)).float(),  # heavy ties
+        torch.randn(3000, generator=torch.Generator().manual_seed(2)) * 1e-30,  # subnormal range
+        torch.tensor([0.0, -0.0, 1.0, -1.0, 0.0, float("inf"), -float("inf"), 2.5]),
+        torch.tensor([7.0]),
+    ],
+)
+def test_kth_largest_matches_sort(values):
+    desc = torch.sort(values, descending=True).values
+    for k in sorted({1, 2, len(values) // 2, len(values) - 1, len(values)} & set(range(1, len(values) + 1))):
+        assert float(masks.kth_largest(values, k)) == float(desc[k - 1]), k
