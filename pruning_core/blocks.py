@@ -8,7 +8,7 @@ table covers models whose list is missing or misleading.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -71,13 +71,26 @@ class _Stop(Exception):
 @dataclass
 class BlockInputs:
     """Per batch: the hidden states entering a block and the keyword arguments the model passed
-    to it (attention mask, rotary position embeddings, ...), kept on `store` device."""
+    to it (attention mask, rotary position embeddings, ...), kept on `store` device.
+    `returns_tuple` records, once a block has run, whether blocks of this model return a tuple
+    (OPT) or a bare tensor (LLaMA, Qwen2 in transformers 5)."""
 
     hidden: list[torch.Tensor]
     kwargs: list[dict[str, Any]]
+    returns_tuple: Optional[bool] = None
 
 
-def _move_outside_blocks(model: nn.Module, blocks: nn.ModuleList, device) -> None:
+def activation_store(device: torch.device, nbytes: int) -> torch.device:
+    """Where block activations (inputs + outputs, `nbytes` each) live: on the GPU when both use
+    under half of its free memory, else on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if 2 * nbytes < free // 2:
+            return device
+    return torch.device("cpu")
+
+
+def move_outside_blocks(model: nn.Module, blocks: nn.ModuleList, device) -> None:
     """Put every parameter and buffer that is not inside a decoder block on `device` (embeddings,
     rotary tables, final norm, lm_head) while the blocks stay where they are."""
     inside = {id(p) for p in blocks.parameters()} | {id(b) for b in blocks.buffers()}
@@ -104,7 +117,7 @@ def capture_inputs(model, blocks: nn.ModuleList, input_ids: torch.Tensor, device
         raise _Stop
 
     home = model.get_input_embeddings().weight.device
-    _move_outside_blocks(model, blocks, device)
+    move_outside_blocks(model, blocks, device)
     handle = blocks[0].register_forward_pre_hook(grab, with_kwargs=True)
     try:
         for start in range(0, input_ids.shape[0], batch_size):
@@ -114,7 +127,7 @@ def capture_inputs(model, blocks: nn.ModuleList, input_ids: torch.Tensor, device
                 pass
     finally:
         handle.remove()
-        _move_outside_blocks(model, blocks, home)
+        move_outside_blocks(model, blocks, home)
     return captured
 
 
@@ -124,6 +137,7 @@ def run_block(block: nn.Module, inputs: BlockInputs, device, store) -> list[torc
     outputs = []
     for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
         out = block(hidden.to(device), **move(kwargs, device))
-        out = out[0] if isinstance(out, (tuple, list)) else out
+        inputs.returns_tuple = isinstance(out, (tuple, list))
+        out = out[0] if inputs.returns_tuple else out
         outputs.append(out.to(store))
     return outputs

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .blocks import BlockInputs, capture_inputs, find_blocks, run_block, target_linears
+from .blocks import BlockInputs, activation_store, capture_inputs, find_blocks, run_block, target_linears
 from .methods import METHODS
 from .numerics import no_tf32
 from .spec import PruneSpec
@@ -70,16 +70,6 @@ class PruneResult:
 ProgressFn = Callable[[Progress], None]
 
 
-def _activation_store(device: torch.device, nbytes: int) -> torch.device:
-    """Keep block activations (inputs + outputs) on the GPU when they use under half of its free
-    memory, else on the CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if 2 * nbytes < free // 2:
-            return device
-    return torch.device("cpu")
-
-
 class _StatsHooks:
     """Forward hooks that accumulate one H per distinct input tensor of a block's target linears.
 
@@ -120,6 +110,10 @@ class _StatsHooks:
 
 def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer) -> None:
     """Prune every target linear of one block with the statistics of its input."""
+    if any(lin.weight.is_cuda for lin in linears.values()):
+        # CUDA runs the calibration forward passes asynchronously: wait for them here, or the
+        # first layer's reported seconds would include them (4 s per LLaMA-7B block on an H100)
+        torch.cuda.synchronize()
     for name, lin in linears.items():
         t0 = time.perf_counter()
         W = lin.weight.data.to(torch.float32)
@@ -169,7 +163,7 @@ def prune_model(
     total = per_block * len(blocks)
     notify(Progress("calibrating", 0, total))
     hidden_size = model.get_input_embeddings().weight.shape[1]
-    store = _activation_store(device, calib_ids.numel() * hidden_size * 4)
+    store = activation_store(device, calib_ids.numel() * hidden_size * 4)
     inputs = capture_inputs(model, blocks, calib_ids, device, store, batch_size)
 
     reports: list[LayerReport] = []
