@@ -13,6 +13,7 @@ from db import catalog, schedules
 
 Method = Literal[catalog.METHODS]  # type: ignore[valid-type]
 EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
+ZeroShotTask = Literal[catalog.ZERO_SHOT_TASKS]  # type: ignore[valid-type]
 OptionValue = Union[bool, int, float, str]
 _NM = re.compile(r"^(\d+):(\d+)$")
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
@@ -46,6 +47,9 @@ class Evaluation(BaseModel):
     datasets: list[EvalDataset] = Field(default_factory=lambda: ["wikitext2"], max_length=3)
     limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many windows per dataset")
     seqlen: Optional[int] = Field(None, ge=8, le=32768, description="window length; default: calibration seqlen")
+    tasks: list[ZeroShotTask] = Field(default_factory=list, max_length=len(catalog.ZERO_SHOT_TASKS),
+                                      description="zero-shot tasks, scored the lm-evaluation-harness way")
+    task_limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many items per task")
 
 
 class Quantize(BaseModel):

@@ -6,4 +6,6 @@ QUANT_METHODS = ("sparsegpt", "pgz")
 BUNDLED_MODELS = ("smollm2-135m",)
 EVAL_DATASETS = ("wikitext2", "ptb", "c4")
 CALIB_DATASETS = ("c4", "wikitext2", "ptb")
+ZERO_SHOT_TASKS = ("arc_easy", "arc_challenge", "openbookqa", "piqa", "boolq", "rte", "hellaswag", "winogrande",
+                   "lambada_openai")
 TASK_NAME = "topiary.run_prune_job"

@@ -16,10 +16,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from . import data, export, models
+from . import data, export, models, zeroshot
 from .driver import Progress, PruneResult, prune_model
 from .errors import SpecError
-from .evaluate import perplexity
+from .evaluate import fits_on, perplexity
 from .quant import mask_bits_per_weight
 from .spec import PruneSpec
 
@@ -29,12 +29,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EvalSpec:
     """Perplexity datasets (wikitext2, ptb, c4), window length (None = calibration seqlen),
-    optional cap on the number of windows, and whether to measure the dense model too."""
+    optional cap on the number of windows, whether to measure the dense model too, and zero-shot
+    tasks (zeroshot.TASKS) with an optional cap on the items per task."""
 
     datasets: tuple[str, ...] = ("wikitext2",)
     seqlen: Optional[int] = None
     limit: Optional[int] = None
     dense: bool = True
+    tasks: tuple[str, ...] = ()
+    task_limit: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in self.datasets:
@@ -44,6 +47,9 @@ class EvalSpec:
             raise SpecError("eval limit must be >= 1 window", "eval_limit")
         if self.seqlen is not None and self.seqlen < 2:
             raise SpecError("eval seqlen must be >= 2", "eval_seqlen")
+        zeroshot.check_tasks(self.tasks)
+        if self.task_limit is not None and self.task_limit < 1:
+            raise SpecError("task limit must be >= 1 item", "task_limit")
 
 
 @dataclass(frozen=True)
@@ -76,14 +82,20 @@ def versions() -> dict[str, str]:
 
 def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow_download, notify,
               stage: str) -> dict[str, dict]:
-    """Perplexity on every requested dataset; `stage` is "evaluating-dense" or "evaluating"."""
-    out = {}
+    """{"ppl": perplexity per requested dataset, "tasks": zero-shot results per task};
+    `stage` is "evaluating-dense" or "evaluating"."""
+    ppl: dict[str, dict] = {}
+    steps = len(spec.datasets) + len(spec.tasks)
     for done, name in enumerate(spec.datasets):
-        notify(Progress(stage, done, len(spec.datasets)))
+        notify(Progress(stage, done, steps))
         ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
-        ppl, windows = perplexity(model, ids, seqlen, spec.limit, device)
-        out[name] = {"ppl": ppl, "windows": windows, "seqlen": seqlen}
-    return out
+        value, windows = perplexity(model, ids, seqlen, spec.limit, device)
+        ppl[name] = {"ppl": value, "windows": windows, "seqlen": seqlen}
+    tasks = {}
+    if spec.tasks:
+        tasks = zeroshot.zero_shot(model, tokenizer, spec.tasks, device, root, spec.task_limit,
+                                   lambda done, _: notify(Progress(stage, len(spec.datasets) + done, steps)))
+    return {"ppl": ppl, "tasks": tasks}
 
 
 def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[str, Any]]:
@@ -100,8 +112,8 @@ def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[
 def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:
     spec = job.spec
     ppl = {}
-    for name, res in pruned.items():
-        ppl[name] = {"dense": dense.get(name, {}).get("ppl"), "pruned": res["ppl"], "seqlen": res["seqlen"], "windows": res["windows"]}
+    for name, res in pruned["ppl"].items():
+        ppl[name] = {"dense": dense.get("ppl", {}).get(name, {}).get("ppl"), "pruned": res["ppl"], "seqlen": res["seqlen"], "windows": res["windows"]}
     return {
         "model": job.model,
         "method": spec.method,
@@ -112,6 +124,9 @@ def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, devic
         "calibration": dataclasses.asdict(spec.calibration),
         "quantization": quantization_summary(spec, result),
         "perplexity": ppl,
+        # per task: dense and pruned accuracies (acc, and acc_norm where the harness reports it)
+        "zero_shot": {name: {"dense": dense.get("tasks", {}).get(name), "pruned": res, "docs": res["docs"]}
+                      for name, res in pruned["tasks"].items()},
         "layers": [
             {"name": r.name, "shape": list(r.shape), "sparsity": r.sparsity, "rel_error": r.rel_error, "seconds": r.seconds, **r.info}
             for r in result.layers
@@ -138,9 +153,12 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen, cal.seed,
                                  data_root, allow_download)
     timings["load"] = time.perf_counter() - t0
+    if job.evaluation.tasks and not fits_on(model, device):  # fail now, not after hours of pruning
+        raise SpecError("zero-shot tasks need the whole model on the device, and it does not fit; "
+                        "drop the tasks (perplexity is evaluated block by block) or use a larger GPU", "tasks")
     eval_seqlen = job.evaluation.seqlen or cal.seqlen
     dense = {}
-    if job.evaluation.dense and job.evaluation.datasets:
+    if job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):
         t = time.perf_counter()
         dense = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify,
                           "evaluating-dense")

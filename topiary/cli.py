@@ -83,6 +83,10 @@ def _summary(report: dict, out: Path) -> str:
     for name, ppl in report["perplexity"].items():
         dense = f"{ppl['dense']:.3f}" if ppl["dense"] is not None else "-"
         lines.append(f"{name:<12}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
+    for name, zs in report.get("zero_shot", {}).items():
+        metric = "acc_norm" if "acc_norm" in zs["pruned"] else "acc"
+        dense = f"{zs['dense'][metric]:.3f}" if zs["dense"] else "-"
+        lines.append(f"{name:<12}{metric} dense {dense} -> pruned {zs['pruned'][metric]:.3f} ({zs['docs']} items)")
     q = report.get("quantization")
     if q:
         lines.append(f"quantized   int{q['bits']}: {q['bits_per_weight']:.2f} bits/weight for values, "
@@ -109,6 +113,9 @@ def prune(
     eval: List[str] = typer.Option([], "--eval", help="Perplexity dataset (repeatable): wikitext2, ptb, c4."),
     eval_limit: Optional[int] = typer.Option(None, help="Evaluate at most this many windows per dataset."),
     eval_seqlen: Optional[int] = typer.Option(None, help="Evaluation window length (default: --seqlen)."),
+    tasks: Optional[str] = typer.Option(None, help="Zero-shot tasks, comma-separated: arc_easy, arc_challenge, "
+                                        "openbookqa, piqa, boolq, rte, hellaswag, winogrande, lambada_openai."),
+    task_limit: Optional[int] = typer.Option(None, help="Score at most this many items per zero-shot task."),
     dense_eval: bool = typer.Option(True, "--dense-eval/--no-dense-eval", help="Also evaluate the dense model."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("float32", help="Model dtype: float32, bfloat16, float16."),
@@ -138,7 +145,9 @@ def prune(
             calibration=CalibrationSpec(calib, nsamples, seqlen, seed),
             quant=_quant_spec(QuantSpec, quantize, group_size),
         )
-        job = Job(model, spec, EvalSpec(tuple(eval), eval_seqlen, eval_limit, dense_eval), dtype, device)
+        task_names = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
+        evaluation = EvalSpec(tuple(eval), eval_seqlen, eval_limit, dense_eval, task_names, task_limit)
+        job = Job(model, spec, evaluation, dtype, device)
         report = run(job, out, _Bar(quiet), data_dir, allow_download)
     except (TopiaryError, FileExistsError) as exc:
         fail(str(exc))

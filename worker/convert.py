@@ -28,7 +28,8 @@ def to_pipeline_job(spec: dict[str, Any], settings: Settings, device: str):
         quant=QuantSpec(quant["bits"], quant.get("group_size")) if quant else None,
     )
     ev = spec.get("evaluation") or {}
-    evaluation = EvalSpec(tuple(ev.get("datasets", ["wikitext2"])), ev.get("seqlen"), ev.get("limit"))
+    evaluation = EvalSpec(tuple(ev.get("datasets", ["wikitext2"])), ev.get("seqlen"), ev.get("limit"),
+                          tasks=tuple(ev.get("tasks") or ()), task_limit=ev.get("task_limit"))
     wanted = spec.get("device", "auto")
     return Job(model=spec["model_source"]["source"], spec=prune, evaluation=evaluation,
                device=device if wanted == "auto" else wanted)

@@ -211,4 +211,5 @@ class Runner:
 def _summary(report: dict[str, Any], files: int) -> dict[str, Any]:
     return {"sparsity_achieved": report["sparsity_achieved"], "perplexity": report["perplexity"],
             "seconds_total": report["seconds_total"], "device": report["device"],
-            "quantization": report.get("quantization"), "artifacts": files}
+            "quantization": report.get("quantization"), "zero_shot": report.get("zero_shot") or None,
+            "artifacts": files}

@@ -201,6 +201,14 @@ async function renderReport(job) {
     ppl.append(row([name, el("td", num(r.dense, 2), "num"), el("td", num(r.pruned, 2), "num"),
                     el("td", r.dense ? num(r.pruned / r.dense, 3) : "", "num")]));
   }
+  const zeroShot = $("#zeroshot tbody");
+  zeroShot.replaceChildren();
+  for (const [name, r] of Object.entries(report.zero_shot || {})) {
+    const metric = "acc_norm" in r.pruned ? "acc_norm" : "acc";  // the harness's headline metric per task
+    const dense = r.dense ? r.dense[metric] : null;
+    zeroShot.append(row([name, metric, el("td", num(dense, 3), "num"), el("td", num(r.pruned[metric], 3), "num"),
+                         el("td", dense === null ? "" : num(r.pruned[metric] - dense, 3), "num"), el("td", r.docs, "num")]));
+  }
   const layers = $("#layers tbody");
   layers.replaceChildren();
   report.layers.forEach((layer, i) => addLayer({ layers_done: i + 1, layer: layer.name, sparsity: layer.sparsity,
@@ -296,7 +304,7 @@ async function selectJob(jobId) {
   for (const tr of document.querySelectorAll("#jobs tbody tr")) tr.classList.toggle("selected", tr.dataset.id === jobId);
   $("#new-job").hidden = true;
   $("#detail").hidden = false;
-  for (const id of ["#perplexity tbody", "#layers tbody", "#artifacts tbody"]) $(id).replaceChildren();
+  for (const id of ["#perplexity tbody", "#zeroshot tbody", "#layers tbody", "#artifacts tbody"]) $(id).replaceChildren();
   $("#results").hidden = true;
   $("#artifacts-box").hidden = true;
   try {
@@ -346,6 +354,9 @@ async function submitJob(event) {
   if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
   else body.sparsity = Number(f.sparsity.value);
   if (f.limit.value) body.evaluation.limit = Number(f.limit.value);
+  const tasks = [...f.tasks.selectedOptions].map((o) => o.value);
+  if (tasks.length) body.evaluation.tasks = tasks;
+  if (f.task_limit.value) body.evaluation.task_limit = Number(f.task_limit.value);
   const errors = $("#form-errors");
   try {
     const job = await api("/v1/jobs", {

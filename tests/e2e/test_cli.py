@@ -103,6 +103,22 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir):
     assert all({"name", "sparsity", "rel_error", "seconds"} <= set(layer) for layer in report["layers"])
 
 
+def test_zero_shot_tasks_end_to_end(tmp_path, tiny_model_dir):
+    out = tmp_path / "zs"
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--method", "alps", "--nsamples", "4", "--seqlen", "32",
+                   "--tasks", "piqa,lambada_openai", "--task-limit", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["perplexity"] == {}  # no --eval: zero-shot only
+    zs = report["zero_shot"]
+    assert list(zs) == ["piqa", "lambada_openai"] and all(z["docs"] == 4 for z in zs.values())
+    assert set(zs["piqa"]["dense"]) == set(zs["piqa"]["pruned"]) == {"acc", "acc_norm", "docs"}
+    assert all(0 <= z["pruned"]["acc"] <= 1 for z in zs.values())
+    assert "piqa        acc_norm dense" in proc.stdout and "(4 items)" in proc.stdout
+    bad = topiary("prune", "--tasks", "piqa,mmlu", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "unknown zero-shot task 'mmlu'" in bad.stderr
+
+
 @pytest.mark.slow
 def test_bundled_model_sparsegpt(tmp_path, smol_dir):
     """The issue's acceptance command, with a small calibration set to stay fast on 2 cores."""

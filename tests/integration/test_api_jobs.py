@@ -39,6 +39,8 @@ def test_pattern_replaces_sparsity(client, make_key):
     ({"calibration": {"nsamples": 0}}, "calibration.nsamples"),
     ({"calibration": {"source": "imagenet"}}, "calibration.source"),
     ({"evaluation": {"datasets": ["mmlu"]}}, "evaluation.datasets.0"),
+    ({"evaluation": {"tasks": ["piqa", "mmlu"]}}, "evaluation.tasks.1"),
+    ({"evaluation": {"tasks": ["piqa"], "task_limit": 0}}, "evaluation.task_limit"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"surprise": 1}, "surprise"),
 ])

@@ -69,6 +69,8 @@ def test_submit_follow_and_read_the_report(page, service):
     page.fill("#job-form input[name=nsamples]", str(BODY["calibration"]["nsamples"]))
     page.fill("#job-form input[name=seqlen]", str(BODY["calibration"]["seqlen"]))
     page.fill("#job-form input[name=limit]", "2")
+    page.select_option("#job-form select[name=tasks]", ["piqa", "winogrande"])
+    page.fill("#job-form input[name=task_limit]", "3")
     page.click("#job-form button[type=submit]")
     page.wait_for_selector("#detail:not([hidden])")
     job_id = page.text_content("#detail-title")
@@ -78,6 +80,11 @@ def test_submit_follow_and_read_the_report(page, service):
     assert job["status"] == "succeeded" and job["spec"]["method"] == "wanda"
     cells = page.locator("#perplexity tbody tr").first.locator("td").all_text_contents()
     assert cells[0] == "wikitext2" and float(cells[2]) == pytest.approx(job["result"]["perplexity"]["wikitext2"]["pruned"], abs=0.01)
+    zs = job["result"]["zero_shot"]
+    rows = [r.locator("td").all_text_contents() for r in page.locator("#zeroshot tbody tr").all()]
+    assert [(r[0], r[1], r[5]) for r in rows] == [("piqa", "acc_norm", "3"), ("winogrande", "acc", "3")]
+    assert float(rows[0][3]) == pytest.approx(zs["piqa"]["pruned"]["acc_norm"], abs=1e-3)
+    assert float(rows[1][2]) == pytest.approx(zs["winogrande"]["dense"]["acc"], abs=1e-3)
     assert page.locator("#layers tbody tr").count() == 14  # 2 blocks × 7 linear layers
     names = page.locator("#artifacts tbody tr td:first-child").all_text_contents()
     assert "report.json" in names and "masks.safetensors" in names

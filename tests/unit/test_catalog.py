@@ -1,7 +1,7 @@
 """The API's torch-free name lists must match pruning_core's registries."""
 
 from db import catalog
-from pruning_core import METHODS, data, models
+from pruning_core import METHODS, data, models, zeroshot
 
 
 def test_methods_match_the_registry():
@@ -13,3 +13,4 @@ def test_models_and_datasets_match():
     assert set(catalog.BUNDLED_MODELS) == set(models.BUNDLED)
     assert set(catalog.EVAL_DATASETS) == set(data.EVAL_DATASETS)
     assert set(catalog.CALIB_DATASETS) == set(data.CALIB_FILES)
+    assert catalog.ZERO_SHOT_TASKS == tuple(zeroshot.TASKS)

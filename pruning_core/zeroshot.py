@@ -1,0 +1,218 @@
+"""Zero-shot accuracy the way lm-evaluation-harness computes it, on local task files.
+
+Every task is a list of items; an item is one context per choice (or one shared context) and one
+continuation per choice. The model scores each (context, continuation) pair by the summed
+log-probability of the continuation's tokens; the answer is the argmax (`acc`), or the argmax of
+the log-probability per character of the choice (`acc_norm`, where the harness reports it). LAMBADA instead asks whether greedy
+decoding reproduces the last word (`acc`). Prompts follow the harness's task definitions, so the
+numbers are comparable with what users get from `lm_eval --tasks ...` (with its default 0 shots).
+
+Files live under `<data dir>/tasks/` (see ../shared/data/SOURCES.md for where each came from).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from .errors import SpecError
+from .evaluate import on_device
+
+
+@dataclass(frozen=True)
+class Item:
+    contexts: tuple[str, ...]  # one per choice, or a single context shared by all choices
+    continuations: tuple[str, ...]  # one per choice
+    gold: int
+
+    def requests(self) -> list[tuple[str, str]]:
+        ctx = self.contexts if len(self.contexts) > 1 else self.contexts * len(self.continuations)
+        return list(zip(ctx, self.continuations))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _labels(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()]
+
+
+def _arc_like(prompt: Callable[[str], str]):
+    """ARC and OpenBookQA: choices {text, label}; the gold is the position of answerKey."""
+    def load(path: Path) -> list[Item]:
+        items = []
+        for d in _jsonl(path):
+            q = d["question"]
+            labels = [c["label"] for c in q["choices"]]
+            items.append(Item((prompt(q["stem"]),), tuple(" " + c["text"] for c in q["choices"]),
+                              labels.index(d["answerKey"])))
+        return items
+    return load
+
+
+def _piqa(path: Path) -> list[Item]:
+    gold = _labels(path.with_name("valid-labels.lst"))
+    return [Item((f"Question: {d['goal']}\nAnswer:",), (" " + d["sol1"], " " + d["sol2"]), g)
+            for d, g in zip(_jsonl(path), gold, strict=True)]
+
+
+def _boolq(path: Path) -> list[Item]:
+    return [Item((f"{d['passage']}\nQuestion: {d['question']}?\nAnswer:",), (" no", " yes"), int(d["answer"]))
+            for d in _jsonl(path)]
+
+
+def _rte(path: Path) -> list[Item]:
+    return [Item((f"{d['premise']}\nQuestion: {d['hypothesis']} True or False?\nAnswer:",), (" True", " False"),
+                 0 if d["label"] == "entailment" else 1) for d in _jsonl(path)]
+
+
+def _hellaswag(path: Path) -> list[Item]:
+    """llama.cpp's text form: per item a context line, the gold index and four endings (already
+    cleaned the harness's way: no [title]/[step] markers, no double spaces)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Item((lines[i],), tuple(" " + e for e in lines[i + 2 : i + 6]), int(lines[i + 1]))
+            for i in range(0, len(lines) - 5, 6)]
+
+
+def _winogrande(path: Path) -> list[Item]:
+    """Partial scoring: each option fills the blank in the context; the shared continuation is
+    what follows the blank."""
+    items = []
+    for d in _jsonl(path):
+        blank = d["sentence"].index("_")
+        contexts = (d["sentence"][:blank] + d["option1"], d["sentence"][:blank] + d["option2"])
+        items.append(Item(contexts, (" " + d["sentence"][blank + 1 :].strip(),) * 2, int(d["answer"]) - 1))
+    return items
+
+
+def _lambada(path: Path) -> list[Item]:
+    items = []
+    for d in _jsonl(path):
+        context, word = d["text"].rsplit(" ", 1)
+        items.append(Item((context,), (" " + word,), 0))
+    return items
+
+
+@dataclass(frozen=True)
+class Task:
+    file: str  # relative to the data directory
+    load: Callable[[Path], list[Item]]
+    norm: bool = False  # also report acc_norm (the harness does for ARC, OpenBookQA, PIQA, HellaSwag)
+    greedy: bool = False  # LAMBADA: accuracy = greedy decoding reproduces the continuation
+
+
+TASKS: dict[str, Task] = {
+    "arc_easy": Task("tasks/arc_easy/ARC-Easy-Test.jsonl", _arc_like(lambda s: f"Question: {s}\nAnswer:"), norm=True),
+    "arc_challenge": Task("tasks/arc_challenge/ARC-Challenge-Test.jsonl", _arc_like(lambda s: f"Question: {s}\nAnswer:"), norm=True),
+    "openbookqa": Task("tasks/openbookqa/test.jsonl", _arc_like(lambda s: s), norm=True),
+    "piqa": Task("tasks/piqa/valid.jsonl", _piqa, norm=True),
+    "boolq": Task("tasks/boolq/dev.jsonl", _boolq),
+    "rte": Task("tasks/rte/val.jsonl", _rte),
+    "hellaswag": Task("tasks/hellaswag/hellaswag_val_full.txt", _hellaswag, norm=True),
+    "winogrande": Task("tasks/winogrande/dev.jsonl", _winogrande),
+    "lambada_openai": Task("tasks/lambada_openai/lambada_test.jsonl", _lambada, greedy=True),
+}
+
+
+def check_tasks(names) -> None:
+    for name in names:
+        if name not in TASKS:
+            raise SpecError(f"unknown zero-shot task {name!r}; choose from {', '.join(TASKS)}", "tasks")
+
+
+def load_items(name: str, root: Optional[Path] = None, limit: Optional[int] = None) -> list[Item]:
+    """The first `limit` items of a task, from `root` (default: the data directory)."""
+    from .data import data_dir
+
+    check_tasks([name])
+    path = (root or data_dir()) / TASKS[name].file
+    if not path.is_file():
+        raise SpecError(f"missing task file {path} (set TOPIARY_DATA_DIR to a folder with tasks/)", "tasks")
+    return TASKS[name].load(path)[:limit]
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """The harness's split: trailing spaces of the context move to the continuation, the pair is
+    encoded whole and the context's own tokens are cut off the front (no special tokens)."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    ctx = tokenizer(context, add_special_tokens=False).input_ids
+    return whole[: len(ctx)], whole[len(ctx) :]
+
+
+@torch.no_grad()
+def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
+                   max_length: Optional[int] = None) -> list[tuple[float, bool]]:
+    """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
+    Pairs are batched longest first with right padding; only the continuation positions go
+    through the output head."""
+    max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
+    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+    head = model.get_output_embeddings()
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        seqs = [(pairs[i][0] + pairs[i][1])[-(max_length + 1) :][:-1] for i in chunk]  # the model's inputs
+        width = max(len(s) for s in seqs)
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)  # [b, width], right-padded
+        mask = torch.zeros(len(seqs), width, dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+        hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                  use_cache=False).last_hidden_state  # [b, width, hidden]
+        # the positions predicting each continuation, every row's at once through the head
+        h = torch.cat([hidden[row, len(s) - len(pairs[i][1]) : len(s)] for row, (i, s) in enumerate(zip(chunk, seqs))])
+        logp = torch.log_softmax(head(h).float(), dim=-1)  # [continuation tokens in the batch, vocab]
+        target = torch.tensor([t for i in chunk for t in pairs[i][1]], device=logp.device)
+        picked = logp.gather(1, target.unsqueeze(1)).squeeze(1)  # [continuation tokens in the batch]
+        hits = logp.argmax(dim=-1) == target
+        start_tok = 0
+        for i in chunk:
+            n = len(pairs[i][1])
+            out[i] = (float(picked[start_tok : start_tok + n].sum()), bool(hits[start_tok : start_tok + n].all()))
+            start_tok += n
+    return out
+
+
+def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8) -> dict:
+    """acc (and acc_norm where the harness reports it) over `items`, with the model on `device`."""
+    task = TASKS[name]
+    pairs = [encode_pair(tokenizer, c, x) for it in items for c, x in it.requests()]
+    scores = loglikelihoods(model, pairs, device, batch_size)
+    acc = acc_norm = 0
+    k = 0
+    for it in items:
+        n = len(it.continuations)
+        ll = [score for score, _ in scores[k : k + n]]
+        if task.greedy:
+            acc += scores[k][1]
+        else:
+            acc += max(range(n), key=lambda j: ll[j]) == it.gold
+            # the harness divides by the choice's length in characters, without the leading space
+            per_char = [ll[j] / max(len(it.continuations[j]) - 1, 1) for j in range(n)]
+            acc_norm += max(range(n), key=lambda j: per_char[j]) == it.gold
+        k += n
+    result = {"acc": acc / len(items), "docs": len(items)}
+    if task.norm:
+        result["acc_norm"] = acc_norm / len(items)
+    return result
+
+
+def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
+              progress: Optional[Callable[[int, int], None]] = None) -> dict[str, dict]:
+    """Every task in `names` with the whole model moved to `device` and back."""
+    out = {}
+    with on_device(model, device):
+        for done, name in enumerate(names):
+            if progress:
+                progress(done, len(names))
+            out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device)
+    return out
