@@ -113,11 +113,13 @@ def test_worker_fires_a_due_schedule_into_a_job_that_runs(tmp_path, model_root):
         svc = Service(tmp_path, url, "redis://127.0.0.1:6379/14", model_root)
         try:
             svc.register("tiny", path=str(model_root / "tiny"))
-            r = svc.http.post("/v1/schedules", json={"name": "every-minute", "cron": "* * * * *",
+            r = svc.http.post("/v1/schedules", json={"name": "yearly", "cron": "0 0 1 1 *",
                                                      "job": {**BODY, "model": "tiny"}})
             assert r.status_code == 201, r.text
             schedule_id = r.json()["id"]
-            with sessionmaker_for(url)() as s:  # due now instead of at the next minute
+            # a yearly cron made due now: it fires once, however slow the job (an every-minute cron
+            # fired a second job on a loaded machine, and last_job_id moved on to it)
+            with sessionmaker_for(url)() as s:
                 s.get(Schedule, schedule_id).next_fire_at = datetime.now(timezone.utc) - timedelta(seconds=1)
                 s.commit()
             svc.start_worker()
