@@ -303,6 +303,10 @@ async function selectJob(jobId) {
   state.selected = jobId;
   for (const tr of document.querySelectorAll("#jobs tbody tr")) tr.classList.toggle("selected", tr.dataset.id === jobId);
   $("#new-job").hidden = true;
+  // Name the job before the panel shows: the fetch below is async, and a visible panel that still
+  // carries the previous job's title (or none) misleads the reader for a moment.
+  $("#detail-title").textContent = jobId;
+  $("#summary").replaceChildren();
   $("#detail").hidden = false;
   for (const id of ["#perplexity tbody", "#zeroshot tbody", "#layers tbody", "#artifacts tbody"]) $(id).replaceChildren();
   $("#results").hidden = true;

@@ -5,6 +5,7 @@ Chromium is installed; `make test` installs it where it can (CI does)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from datetime import datetime, timedelta
 
@@ -73,8 +74,8 @@ def test_submit_follow_and_read_the_report(page, service):
     page.fill("#job-form input[name=task_limit]", "3")
     page.click("#job-form button[type=submit]")
     page.wait_for_selector("#detail:not([hidden])")
+    expect(page.locator("#detail-title")).to_have_text(re.compile(r"^pj_"))  # named as soon as it shows
     job_id = page.text_content("#detail-title")
-    assert job_id.startswith("pj_")
     page.locator("#perplexity tbody tr").first.wait_for(timeout=180_000)
     job = service.job(job_id)  # what the page shows is what the API says
     assert job["status"] == "succeeded" and job["spec"]["method"] == "wanda"
