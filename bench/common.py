@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import subprocess
 import time
@@ -59,7 +60,10 @@ def timed(fn):
 
 @functools.cache  # once per process: the code that started the run, however many times it writes
 def code_version() -> str:
-    """The commit the benchmarked code is at, "+dirty" with uncommitted changes ("unknown" outside git)."""
+    """The commit the benchmarked code is at, "+dirty" with uncommitted changes ("unknown" outside git).
+    TOPIARY_CODE_VERSION overrides it where the tree was copied without .git (a lent GPU host)."""
+    if os.environ.get("TOPIARY_CODE_VERSION"):
+        return os.environ["TOPIARY_CODE_VERSION"]
     root = Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -71,9 +75,12 @@ def code_version() -> str:
     return f"commit {rev}" + ("+dirty" if dirty else "")
 
 
+code_version()  # read when the benchmark starts: later commits or edits did not make its numbers
+
+
 def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / name
+    path = RESULTS / name  # an absolute name is used as is
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"code": code_version(), **payload}  # which code made the numbers, for before/after tables
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

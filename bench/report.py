@@ -113,15 +113,20 @@ def pruning_seconds() -> str:
     return table(["setting", "method", "prune s", "SparseGPT prune s"], out) if out else ""
 
 
+def by_place(rows: list[dict], place, order: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Rows grouped as (place(row), setting) -> method -> row, and the methods of `order` present."""
+    by: dict = {}
+    for r in rows:
+        by.setdefault((place(r), r["setting"]), {})[r["method"]] = r
+    return by, [m for m in order if any(m in v for v in by.values())]
+
+
 def layers() -> str:
     """The layer protocol: relative error per method, and each method's least-squares floor."""
     data = load("layer.json")
     if not data:
         return ""
-    by = {}
-    for r in data["rows"]:
-        by.setdefault((r["layer"], r["setting"]), {})[r["method"]] = r
-    methods = [m for m in ("magnitude", "wanda", "sparsegpt", "pgz", "alps") if any(m in v for v in by.values())]
+    by, methods = by_place(data["rows"], lambda r: r["layer"], ("magnitude", "wanda", "sparsegpt", "pgz", "alps"))
     out = []
     for (layer, setting), v in by.items():
         cells = [f"{v[m]['rel_error']:.4f}" if m in v else "" for m in methods]
@@ -129,6 +134,92 @@ def layers() -> str:
         secs = [f"{v[m]['seconds']:.2f}" if m in v else "" for m in ("sparsegpt", "alps")]
         out.append([layer.replace("model.layers.", ""), setting] + cells + floors + secs)
     return table(["layer", "setting"] + methods + ["SparseGPT LS floor", "ALPS LS floor", "SparseGPT s", "ALPS s"], out)
+
+
+def zero_shot() -> str:
+    """Zero-shot accuracy per task (headline metric) of the dense and pruned models."""
+    data = load("zero_shot.json")
+    if not data:
+        return ""
+    tasks = list(data["rows"][0]["tasks"])
+    pick = lambda r: r.get("acc_norm", r["acc"])  # noqa: E731
+    rows = [[r["setting"], r["method"], *(f"{100 * pick(r['tasks'][t]):.1f}" for t in tasks), f"**{100 * r['mean']:.1f}**"]
+            for r in data["rows"]]
+    env = data["env"]
+    return (f"First {env['limit_per_task']} items per task, {env['metric']}, in % ({data.get('code', '')}):\n\n"
+            + table(["setting", "method", *tasks, "mean"], rows))
+
+
+def gpu_layers() -> str:
+    """The GPU shape protocol: seconds and relative error per method, ALPS against SparseGPT."""
+    data = load("gpu_layer.json")
+    if not data:
+        return ""
+    by, methods = by_place(data["rows"], lambda r: "x".join(map(str, r["shape"])), ("wanda", "sparsegpt", "pgz", "alps"))
+    rows = []
+    for (shape, setting), v in by.items():
+        a, s = v.get("alps"), v.get("sparsegpt")
+        rows.append([shape, setting, *(f"{v[m]['seconds']:.2f}" if m in v else "" for m in methods),
+                     f"{a['seconds'] / s['seconds']:.1f}x" if a and s else "",
+                     *(f"{v[m]['rel_error']:.4f}" if m in v else "" for m in methods),
+                     f"{a['rel_error'] / s['rel_error']:.2f}" if a and s else "",
+                     f"{a['setup_seconds']:.2f}" if a else "", f"{a['peak_extra_mib']:.0f}" if a else ""])
+    env = data["env"]
+    head = (f"{env['device']}, {env['dtype']}, TF32 {env['tf32']}, {env['tokens']} tokens, torch {env['torch']}, "
+            f"{env['timing']} ({data.get('code', '')}):\n\n")
+    return head + table(["m x n", "setting", *(f"{m} s" for m in methods), "ALPS/SparseGPT time",
+                         *(f"{m} err" for m in methods), "ALPS/SparseGPT err", "ALPS setup s", "ALPS peak MiB"], rows)
+
+
+def gpu_selection() -> str:
+    """The layer-wide threshold strategies, and ALPS per layer before (kthvalue) and after."""
+    sel, before, after = load("select_threshold.json"), load("gpu_layer_kthvalue.json"), load("gpu_layer.json")
+    parts = []
+    if sel:
+        parts.append(f"Top-k threshold on {sel['env']['device']} (ms per call):\n\n" + table(
+            ["m x n", "strategy", "ms", "exact"],
+            [["x".join(map(str, r["size"])), r["strategy"], f"{r['seconds'] * 1e3:.2f}", r["agrees"]] for r in sel["rows"]]))
+    if before and after:
+        new = {(tuple(r["shape"]), r["setting"], r["method"]): r for r in after["rows"]}
+        rows = [["x".join(map(str, r["shape"])), r["setting"], f"{r['seconds']:.2f}", f"{new[k]['seconds']:.2f}",
+                 f"{r['seconds'] / new[k]['seconds']:.1f}x"]
+                for r in before["rows"] if r["method"] == "alps" and (k := (tuple(r["shape"]), r["setting"], "alps")) in new]
+        parts.append(f"ALPS seconds per layer, kthvalue ({before.get('code')}) → topk ({after.get('code')}):\n\n"
+                     + table(["m x n", "setting", "before s", "after s", "speed-up"], rows))
+    return "\n\n".join(parts)
+
+
+def cpu_selection() -> str:
+    """ALPS at 70% on the CPU before (kthvalue, quality_2) and after (radix select, quality_7) the
+    threshold change: the same perplexity, and the time as a ratio to SparseGPT in each run."""
+    before, after = load("quality_2.json"), load("quality_7.json")
+    if not (before and after):
+        return ""
+    rows = []
+    for label, data in (("kthvalue", before), ("radix select", after)):
+        r = {(x["setting"], x["impl"], x["method"]): x for x in data["rows"]}
+        a, s = r[("0.7", "topiary", "alps")], r[("0.7", "topiary", "sparsegpt")]
+        rows.append([f"{label} ({data.get('code', 'before bench JSON recorded commits')})", f"{a['ppl']:.2f}",
+                     f"{a['seconds']:.0f}", f"{s['seconds']:.0f}", f"{a['seconds'] / s['seconds']:.2f}x"])
+    return table(["threshold", "ALPS 70% ppl", "ALPS s", "SparseGPT s", "ratio"], rows)
+
+
+def gpu_models() -> str:
+    """The whole driver on random models of real shapes: seconds per method, ratio to SparseGPT."""
+    parts = []
+    for name in ("gpu_model_smollm2.json", "gpu_model_llama7b.json", "gpu_model_llama7b_24.json"):
+        data = load(name)
+        if not data:
+            continue
+        env = data["env"]
+        base = next((r for r in data["rows"] if r["method"] == "sparsegpt"), None)
+        rows = [[r["method"], f"{r['seconds']:.1f}", f"{r['seconds'] / base['seconds']:.2f}x" if base else "",
+                 f"{r['layer_seconds']:.1f}", f"{r['layer_seconds'] / base['layer_seconds']:.2f}x" if base else "",
+                 f"{r['peak_gib']:.1f}"] for r in data["rows"]]
+        parts.append(f"{env['preset']}, {env['blocks']} blocks, {env['setting']}, calibration {env['calibration'][0]}x"
+                     f"{env['calibration'][1]}, {env['device']} ({data.get('code', '')}):\n\n"
+                     + table(["method", "total s", "vs SparseGPT", "in layer solvers s", "vs SparseGPT", "peak GiB"], rows))
+    return "\n\n".join(parts)
 
 
 def service() -> str:
@@ -162,7 +253,8 @@ def service() -> str:
 
 
 if __name__ == "__main__":
-    for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, layers, service):
+    for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, layers, zero_shot,
+                    gpu_layers, gpu_selection, cpu_selection, gpu_models, service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")
