@@ -20,6 +20,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     problems.document(app)
 
     app.add_middleware(BodyLimit, limit=app.state.settings.max_body_bytes)
+    app.add_middleware(NoNulInUrl)
     for module in (health, jobs, events, artifacts, models, schedules, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
@@ -40,5 +41,24 @@ class BodyLimit:
             if declared.isdigit() and int(declared) > self.limit:
                 response = problems.problem_response(413, "payload-too-large", "Request body too large",
                                                      f"the limit is {self.limit} bytes", scope["path"])
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+class NoNulInUrl:
+    """Refuse a NUL character in the path or query string with a 422 problem: it can name no
+    resource, and PostgreSQL rejects it in any text it is compared with (a 500 otherwise).
+    Bodies get the same rule from api.schemas.Body. Plain ASGI, like BodyLimit."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                response = problems.problem_response(422, "validation-error", "Request is not valid",
+                                                     "the URL contains a NUL character", scope["path"].replace("\x00", ""),
+                                                     errors=[{"field": "url", "message": "contains a NUL character"}])
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -27,8 +27,42 @@ def _as_utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-class Calibration(BaseModel):
+def _nul_at(value: Any, where: str = "") -> Optional[str]:
+    """The dotted path of the first string (value or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return (where or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return at.replace("\x00", "")
+            found = _nul_at(item, at)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class Body(BaseModel):
+    """Base of every request body: unknown fields are refused, and so is a NUL character in any
+    string (PostgreSQL cannot store one; a path with one cannot be opened)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        at = _nul_at(data)
+        if at:
+            raise ValueError(f"{at}: text must not contain NUL (U+0000) characters")
+        return data
+
+
+class Calibration(Body):
     source: str = Field("c4", description="c4, wikitext2, ptb, or an uploaded dataset id (ds_...)", max_length=40)
     nsamples: int = Field(128, ge=1, le=4096)
     seqlen: int = Field(2048, ge=8, le=32768)
@@ -42,8 +76,7 @@ class Calibration(BaseModel):
         return v
 
 
-class Evaluation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Evaluation(Body):
     datasets: list[EvalDataset] = Field(default_factory=lambda: ["wikitext2"], max_length=3)
     limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many windows per dataset")
     seqlen: Optional[int] = Field(None, ge=8, le=32768, description="window length; default: calibration seqlen")
@@ -52,14 +85,12 @@ class Evaluation(BaseModel):
     task_limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many items per task")
 
 
-class Quantize(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Quantize(Body):
     bits: int = Field(4, ge=2, le=8)
     group_size: Optional[int] = Field(None, ge=1, le=65536)
 
 
-class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobCreate(Body):
     model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
     method: Method
     sparsity: Optional[float] = Field(None, ge=0.0, lt=1.0, description="fraction of zeros; default 0.5")
@@ -139,8 +170,7 @@ class ArtifactOut(BaseModel):
     created_at: Timestamp
 
 
-class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelCreate(Body):
     name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")
     path: Optional[str] = Field(None, max_length=1000, description="a model directory under an allowed root")
     hub_id: Optional[str] = Field(None, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -170,8 +200,7 @@ class DatasetOut(BaseModel):
     created_at: Timestamp
 
 
-class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleCreate(Body):
     name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")
     cron: str = Field(..., max_length=120, description="5 fields: minute hour day-of-month month day-of-week")
     timezone: str = Field("UTC", max_length=64, description="IANA time zone the cron is read in")
@@ -183,8 +212,7 @@ class ScheduleCreate(BaseModel):
     _timezone = field_validator("timezone")(lambda cls, v: schedules.check_timezone(v))
 
 
-class ScheduleUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleUpdate(Body):
     cron: Optional[str] = Field(None, max_length=120)
     timezone: Optional[str] = Field(None, max_length=64)
     misfire: Optional[Literal["run_latest", "skip"]] = None
@@ -220,16 +248,14 @@ def _http_url(v: Optional[str]) -> Optional[str]:
     return v
 
 
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookCreate(Body):
     url: str = Field(..., max_length=2000, description="receives POSTs signed per Standard Webhooks")
     events: list[WebhookEvent] = Field(default_factory=lambda: list(_ALL_EVENTS), min_length=1, max_length=4)
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
 
-class WebhookUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WebhookUpdate(Body):
     url: Optional[str] = Field(None, max_length=2000)
     events: Optional[list[WebhookEvent]] = Field(None, min_length=1, max_length=4)
     enabled: Optional[bool] = None

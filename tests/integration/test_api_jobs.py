@@ -171,6 +171,21 @@ def test_errors_are_problems_everywhere(client, make_key):
     assert r.status_code == 413 and r.json()["type"] == "/problems/payload-too-large"
 
 
+@pytest.mark.parametrize("method,path,body,field", [
+    ("post", "/v1/jobs", {**MINIMAL, "metadata": {"team": "a\x00b"}}, "metadata.team"),
+    ("post", "/v1/jobs", {**MINIMAL, "options": {"rho0\x00": 0.1}}, "options.rho0"),
+    ("post", "/v1/models", {"name": "m", "path": "/models/\x00"}, "path"),  # was a 500 from os.path.realpath
+    ("post", "/v1/schedules", {"name": "n", "cron": "0 2 * * *", "timezone": "UTC\x00", "job": MINIMAL}, "timezone"),
+    ("get", "/v1/jobs/pj_%00", None, "url"),  # PostgreSQL refuses NUL in any compared text
+    ("get", "/v1/jobs?status=queued%00", None, "url"),
+])
+def test_nul_characters_are_refused_not_a_500(client, make_key, method, path, body, field):
+    r = client.request(method.upper(), path, json=body, headers=make_key())
+    assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM), r.text
+    assert r.json()["type"] == "/problems/validation-error"
+    assert field in r.json()["detail"] + " ".join(e["field"] for e in r.json().get("errors", []))
+
+
 def test_health(client, settings):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
