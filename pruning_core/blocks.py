@@ -104,9 +104,9 @@ def move_outside_blocks(model: nn.Module, blocks: nn.ModuleList, device) -> None
 
 
 @torch.no_grad()
-def capture_inputs(model, blocks: nn.ModuleList, input_ids: torch.Tensor, device, store, batch_size: int) -> BlockInputs:
-    """Run the model's embedding stage on `input_ids` [nseq, seqlen] and stop at block 0,
-    recording what block 0 would have received."""
+def capture_inputs(model, blocks: nn.ModuleList, batches: list[torch.Tensor], device, store) -> BlockInputs:
+    """Run the model's embedding stage on each batch of token ids ([b, width]; widths may differ
+    between batches) and stop at block 0, recording what block 0 would have received."""
     captured = BlockInputs(hidden=[], kwargs=[])
 
     def grab(module, args, kwargs):
@@ -120,9 +120,9 @@ def capture_inputs(model, blocks: nn.ModuleList, input_ids: torch.Tensor, device
     move_outside_blocks(model, blocks, device)
     handle = blocks[0].register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        for start in range(0, input_ids.shape[0], batch_size):
+        for batch in batches:
             try:
-                model(input_ids=input_ids[start : start + batch_size].to(device), use_cache=False)
+                model(input_ids=batch.to(device), use_cache=False)
             except _Stop:
                 pass
     finally:

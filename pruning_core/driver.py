@@ -164,7 +164,7 @@ def prune_model(
     notify(Progress("calibrating", 0, total))
     hidden_size = model.get_input_embeddings().weight.shape[1]
     store = activation_store(device, calib_ids.numel() * hidden_size * 4)
-    inputs = capture_inputs(model, blocks, calib_ids, device, store, batch_size)
+    inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
 
     reports: list[LayerReport] = []
     packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}

@@ -5,13 +5,14 @@ A model that fits on the device is evaluated whole. One that does not (a 70B mod
 which the block-sequential driver can still prune) is evaluated the way it was pruned: the
 windows' hidden states go through one decoder block at a time, then the model's own head (final
 norm, lm_head) runs with the block list swapped for a replay of the last block's outputs.
+`map_batches` is that choice for any per-batch forward; zero-shot scoring uses it too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -52,20 +53,29 @@ def on_device(model: nn.Module, device) -> Iterator[None]:
         model.to(home)
 
 
-def _losses(model, ids: torch.Tensor, device, batch_size: int, progress: Optional[ProgressFn]) -> list[float]:
-    """Window NLLs of a model whose embeddings and head are on `device`, batch by batch."""
-    losses: list[float] = []
-    for start in range(0, ids.shape[0], batch_size):
-        batch = ids[start : start + batch_size].to(device)  # [b, seqlen]
-        losses += _window_nll(model(input_ids=batch, use_cache=False).logits, batch)
-        if progress:
-            progress(len(losses), ids.shape[0])
-    return losses
+BatchFn = Callable[[nn.Module, torch.Tensor, int], Any]
 
 
-def _nll_whole(model, ids: torch.Tensor, device, batch_size: int, progress: Optional[ProgressFn]) -> list[float]:
-    with on_device(model, device):
-        return _losses(model, ids, device, batch_size, progress)
+def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: BatchFn,
+                blockwise: Optional[bool] = None, progress: Optional[ProgressFn] = None) -> list:
+    """[fn(model, batch on `device`, batch index) for each batch], where calling the model (or its
+    base_model) inside `fn` gives what the whole model on `device` gives. `blockwise` None picks
+    block-sequential evaluation only when the model does not fit. Progress counts rows."""
+    device = torch.device(device)
+    if blockwise is None:
+        blockwise = not fits_on(model, device)
+    rows = sum(b.shape[0] for b in batches)
+    stage = _replayed(model, batches, device, progress) if blockwise else on_device(model, device)
+    out, done = [], 0
+    with stage:
+        for index, batch in enumerate(batches):
+            out.append(fn(model, batch.to(device), index))
+            done += batch.shape[0]
+            if progress and not blockwise:
+                progress(done, rows)
+    if progress and blockwise:
+        progress(rows, rows)
+    return out
 
 
 class _Replay(nn.Module):
@@ -82,30 +92,34 @@ class _Replay(nn.Module):
         return (out,) if self.as_tuple else out
 
 
-def _nll_blockwise(model, ids: torch.Tensor, device, batch_size: int, progress: Optional[ProgressFn]) -> list[float]:
+@contextlib.contextmanager
+def _replayed(model, batches: list[torch.Tensor], device, progress: Optional[ProgressFn]) -> Iterator[None]:
+    """Push every batch through one decoder block at a time (each block visits the device once),
+    then, for the duration, swap the block list for a replay of the last block's outputs and put
+    the embeddings, final norm and lm_head on `device`: the model's forward, called once per
+    batch in order, finishes the job."""
     block_path, blocks = find_blocks(model)
-    store = activation_store(device, ids.numel() * model.get_input_embeddings().weight.shape[1] * 4)
-    inputs = capture_inputs(model, blocks, ids, device, store, batch_size)
+    rows = sum(b.shape[0] for b in batches)
+    tokens = sum(b.numel() for b in batches)
+    store = activation_store(device, tokens * model.get_input_embeddings().weight.shape[1] * 4)
+    inputs = capture_inputs(model, blocks, batches, device, store)
     for index, block in enumerate(blocks):
         home = next(block.parameters()).device
         block.to(device)
         inputs.hidden = run_block(block, inputs, device, store)
         block.to(home)
-        if progress:  # the blocks are the bulk of the work: report them as windows done
-            progress(ids.shape[0] * (index + 1) // (len(blocks) + 1), ids.shape[0])
+        if progress:  # the blocks are the bulk of the work: report them as rows done
+            progress(rows * (index + 1) // (len(blocks) + 1), rows)
     parent_path, _, attr = block_path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, attr, nn.ModuleList([_Replay(inputs.hidden, bool(inputs.returns_tuple), device)]))
     home = model.get_input_embeddings().weight.device
     move_outside_blocks(model, blocks, device)  # embeddings, final norm, lm_head
     try:
-        losses = _losses(model, ids, device, batch_size, None)
+        yield
     finally:
         setattr(parent, attr, blocks)
         move_outside_blocks(model, blocks, home)
-    if progress:
-        progress(ids.shape[0], ids.shape[0])
-    return losses
 
 
 @torch.no_grad()
@@ -120,9 +134,8 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int, limit: Optional[int]
     if windows == 0:
         raise ValueError(f"evaluation text has fewer than {seqlen} tokens")
     ids = token_ids[: windows * seqlen].view(windows, seqlen)  # [windows, seqlen]
-    device = torch.device(device)
-    if blockwise is None:
-        blockwise = not fits_on(model, device)
-    run = _nll_blockwise if blockwise else _nll_whole
-    losses = run(model, ids, device, batch_size, progress)
+    nll = map_batches(model, list(ids.split(batch_size)), device,
+                      lambda m, batch, _: _window_nll(m(input_ids=batch, use_cache=False).logits, batch),
+                      blockwise, progress)
+    losses = [x for batch in nll for x in batch]
     return math.exp(sum(losses) / len(losses)), windows

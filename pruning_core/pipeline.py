@@ -19,7 +19,7 @@ import torch
 from . import data, export, models, zeroshot
 from .driver import Progress, PruneResult, prune_model
 from .errors import SpecError
-from .evaluate import fits_on, perplexity
+from .evaluate import perplexity
 from .quant import mask_bits_per_weight
 from .spec import PruneSpec
 
@@ -153,9 +153,6 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen, cal.seed,
                                  data_root, allow_download)
     timings["load"] = time.perf_counter() - t0
-    if job.evaluation.tasks and not fits_on(model, device):  # fail now, not after hours of pruning
-        raise SpecError("zero-shot tasks need the whole model on the device, and it does not fit; "
-                        "drop the tasks (perplexity is evaluated block by block) or use a larger GPU", "tasks")
     eval_seqlen = job.evaluation.seqlen or cal.seqlen
     dense = {}
     if job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):

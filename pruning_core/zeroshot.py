@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 
 from .errors import SpecError
-from .evaluate import on_device
+from .evaluate import fits_on, map_batches
 
 
 @dataclass(frozen=True)
@@ -147,46 +147,63 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return whole[: len(ctx)], whole[len(ctx) :]
 
 
-@torch.no_grad()
-def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
-                   max_length: Optional[int] = None) -> list[tuple[float, bool]]:
-    """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
-    Pairs are batched longest first with right padding; only the continuation positions go
-    through the output head."""
-    max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
+def _plan(pairs: list[tuple[list[int], list[int]]], batch_size: int, max_length: int):
+    """Batches of pair indices, longest first, with each pair's model input (context +
+    continuation minus its last token, cut to the last `max_length` tokens) right-padded into
+    one [b, width] id tensor per batch."""
     order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
-    out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-    head = model.get_output_embeddings()
+    plan = []
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        seqs = [(pairs[i][0] + pairs[i][1])[-(max_length + 1) :][:-1] for i in chunk]  # the model's inputs
-        width = max(len(s) for s in seqs)
-        ids = torch.zeros(len(seqs), width, dtype=torch.long)  # [b, width], right-padded
-        mask = torch.zeros(len(seqs), width, dtype=torch.long)
+        seqs = [(pairs[i][0] + pairs[i][1])[-(max_length + 1) :][:-1] for i in chunk]
+        ids = torch.zeros(len(seqs), max(len(s) for s in seqs), dtype=torch.long)  # [b, width]
         for row, s in enumerate(seqs):
             ids[row, : len(s)] = torch.tensor(s)
-            mask[row, : len(s)] = 1
-        hidden = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                  use_cache=False).last_hidden_state  # [b, width, hidden]
+        plan.append((chunk, [len(s) for s in seqs], ids))
+    return plan
+
+
+@torch.no_grad()
+def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
+                   max_length: Optional[int] = None, blockwise: Optional[bool] = None) -> list[tuple[float, bool]]:
+    """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
+    Pairs are batched longest first with right padding. No attention mask is needed: causal
+    attention keeps every real position from seeing the padding after it, and positions count
+    from 0 either way. Only the continuation positions go through the output head."""
+    max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
+    plan = _plan(pairs, batch_size, max_length)
+    head = model.get_output_embeddings()
+
+    def score(m, ids: torch.Tensor, index: int) -> list[tuple[float, bool]]:
+        chunk, lengths, _ = plan[index]
+        hidden = m.base_model(input_ids=ids, use_cache=False).last_hidden_state  # [b, width, hidden]
         # the positions predicting each continuation, every row's at once through the head
-        h = torch.cat([hidden[row, len(s) - len(pairs[i][1]) : len(s)] for row, (i, s) in enumerate(zip(chunk, seqs))])
+        h = torch.cat([hidden[row, n - len(pairs[i][1]) : n] for row, (i, n) in enumerate(zip(chunk, lengths))])
         logp = torch.log_softmax(head(h).float(), dim=-1)  # [continuation tokens in the batch, vocab]
         target = torch.tensor([t for i in chunk for t in pairs[i][1]], device=logp.device)
         picked = logp.gather(1, target.unsqueeze(1)).squeeze(1)  # [continuation tokens in the batch]
         hits = logp.argmax(dim=-1) == target
-        start_tok = 0
+        out, at = [], 0
         for i in chunk:
             n = len(pairs[i][1])
-            out[i] = (float(picked[start_tok : start_tok + n].sum()), bool(hits[start_tok : start_tok + n].all()))
-            start_tok += n
+            out.append((float(picked[at : at + n].sum()), bool(hits[at : at + n].all())))
+            at += n
+        return out
+
+    scored = map_batches(model, [ids for _, _, ids in plan], device, score, blockwise)
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+    for (chunk, _, _), results in zip(plan, scored):
+        for i, result in zip(chunk, results):
+            out[i] = result
     return out
 
 
-def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8) -> dict:
-    """acc (and acc_norm where the harness reports it) over `items`, with the model on `device`."""
+def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8,
+                  blockwise: Optional[bool] = None) -> dict:
+    """acc (and acc_norm where the harness reports it) over `items`, computed on `device`."""
     task = TASKS[name]
     pairs = [encode_pair(tokenizer, c, x) for it in items for c, x in it.requests()]
-    scores = loglikelihoods(model, pairs, device, batch_size)
+    scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise)
     acc = acc_norm = 0
     k = 0
     for it in items:
@@ -207,12 +224,14 @@ def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_
 
 
 def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
-              progress: Optional[Callable[[int, int], None]] = None) -> dict[str, dict]:
-    """Every task in `names` with the whole model moved to `device` and back."""
+              progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None) -> dict[str, dict]:
+    """Every task in `names` on `device`: the whole model there when it fits, else one block at
+    a time (`blockwise` None decides by free memory)."""
+    if blockwise is None:
+        blockwise = not fits_on(model, torch.device(device))
     out = {}
-    with on_device(model, device):
-        for done, name in enumerate(names):
-            if progress:
-                progress(done, len(names))
-            out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device)
+    for done, name in enumerate(names):
+        if progress:
+            progress(done, len(names))
+        out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device, blockwise=blockwise)
     return out

@@ -50,11 +50,14 @@ class ALPSOptions:
     restart: bool = True  # the ÷5 branch restarts from B₀ (code-only behaviour, §2.7)
     refit: bool = True  # CG least-squares refit on the final support
     cg_rtol: float = 1e-4  # on-support residual relative to ‖G_S‖, per column
+    cg_ftol: float = 1e-6  # ... or stop once a CG step lowers the objective by less than this share
     cg_max_iter: int = 100
 
     def __post_init__(self) -> None:
         if self.rho0 <= 0 or self.rho_max < self.rho0:
             raise ValueError("need 0 < rho0 <= rho_max")
+        if self.cg_rtol < 0 or self.cg_ftol < 0:
+            raise ValueError("cg_rtol and cg_ftol must be >= 0 (cg_ftol 0: the residual test alone)")
         if self.max_iter < 1 or self.update_iter < 1 or self.cg_max_iter < 0:
             raise ValueError("max_iter and update_iter must be >= 1, cg_max_iter >= 0")
         if min(self.grow_fast, self.grow_mid, self.grow_slow, self.shrink) < 1:
@@ -113,7 +116,7 @@ def _solve_operator(Q: torch.Tensor, evals: torch.Tensor, rho: float) -> torch.T
     return (Q * (1.0 / (evals + rho)).unsqueeze(0)) @ Q.T
 
 
-def _project(X: torch.Tensor, pattern, k: int) -> torch.Tensor:
+def project(X: torch.Tensor, pattern, k: int) -> torch.Tensor:
     """Keep mask of P_C in B-space (n×m): one layer-wide top-k of |X|, or N:M along the inputs."""
     if pattern.is_nm:
         return masks.nm_keep(X.abs().T, pattern.n_keep, pattern.m).T  # groups run along n
@@ -131,7 +134,7 @@ class _AdmmOutcome:
 
 def admm(Hn, Q, evals, B0, G, pattern, k: int, o: ALPSOptions) -> _AdmmOutcome:
     """ADMM of §2.3 with the ρ schedule of §2.4; starts from Dc = P_C(B₀), V = 0."""
-    keep_init = _project(B0, pattern, k)
+    keep_init = project(B0, pattern, k)
     D_init = B0 * keep_init
     B, Dc, V = B0.clone(), D_init.clone(), torch.zeros_like(B0)
     rho, grown, restarts, last_rate = o.rho0, False, 0, 1.0
@@ -141,7 +144,7 @@ def admm(Hn, Q, evals, B0, G, pattern, k: int, o: ALPSOptions) -> _AdmmOutcome:
     for t in range(o.max_iter):
         B = M @ (G - V + rho * Dc)  # B-update: (Ĥ+ρI)B = G − V + ρDc
         Z = B + V / rho
-        keep = _project(Z, pattern, k)
+        keep = project(Z, pattern, k)
         Dc = Z * keep  # D-update: projection onto the constraint set
         V.add_(rho * (B - Dc))  # dual update
         if t % o.update_iter:
@@ -162,10 +165,17 @@ def admm(Hn, Q, evals, B0, G, pattern, k: int, o: ALPSOptions) -> _AdmmOutcome:
     return _AdmmOutcome(B, t + 1, rho, restarts, last_rate)
 
 
-def _objective(B: torch.Tensor, B0: torch.Tensor, Hn: torch.Tensor) -> float:
-    """tr((B−B₀)ᵀĤ(B−B₀)) / tr(B₀ᵀĤB₀): the relative error in the damped, normalized space."""
+def reconstruction_energy(B: torch.Tensor, B0: torch.Tensor, Hn: torch.Tensor) -> float:
+    """tr((B−B₀)ᵀĤ(B−B₀)): the reconstruction error in the damped, normalized space."""
     dB = B - B0
-    return float((dB * (Hn @ dB)).sum() / (B0 * (Hn @ B0)).sum().clamp_min(1e-30))
+    return float((dB * (Hn @ dB)).sum())
+
+
+def kept_count(size: int, spec) -> int:
+    """How many of a layer's `size` weights the spec keeps."""
+    if spec.pattern.is_nm:
+        return size * spec.pattern.n_keep // spec.pattern.m
+    return size - masks.n_pruned(size, spec.sparsity)
 
 
 def prune_layer(W: torch.Tensor, stats, spec, o: ALPSOptions) -> LayerResult:
@@ -175,20 +185,19 @@ def prune_layer(W: torch.Tensor, stats, spec, o: ALPSOptions) -> LayerResult:
     G = Hn @ B0  # [n, m]
     n, m = B0.shape
     pattern = spec.pattern
-    if pattern.is_nm:
-        k = n * m * pattern.n_keep // pattern.m
-    else:
-        k = n * m - masks.n_pruned(n * m, spec.sparsity)
+    k = kept_count(n * m, spec)
     run = admm(Hn, Q, evals, B0, G, pattern, k, o)
-    keep = _project(run.B, pattern, k)  # project the B iterate, not Dc (§2.5 step 1)
+    keep = project(run.B, pattern, k)  # project the B iterate, not Dc (§2.5 step 1)
     B = run.B * keep
+    scale = max(float((B0 * G).sum()), 1e-30)  # tr(B₀ᵀĤB₀): errors are reported relative to it
+    energy = reconstruction_energy(B, B0, Hn)
     info = {"admm_iters": run.iterations, "rho_final": run.rho, "restarts": run.restarts,
-            "support_change": run.change_rate, "rel_error_admm": _objective(B, B0, Hn)}
+            "support_change": run.change_rate, "rel_error_admm": energy / scale}
     if o.refit:
-        fit = cg_refit(Hn, G, B, keep, o.cg_rtol, o.cg_max_iter)
+        fit = cg_refit(Hn, G, B, keep, o.cg_rtol, o.cg_max_iter, energy, o.cg_ftol)
         B = fit.B * keep
-        info.update(cg_iters=fit.iterations, cg_converged=fit.converged, cg_residual=fit.residual)
-    info["rel_error_refit"] = _objective(B, B0, Hn)
+        info.update(cg_iters=fit.iterations, cg_converged=fit.converged, cg_residual=fit.residual, cg_stop=fit.stop)
+    info["rel_error_refit"] = reconstruction_energy(B, B0, Hn) / scale
     W_hat = B.T / d.unsqueeze(0)  # [m, n]: W = Bᵀ D⁻¹
     return LayerResult(weight=W_hat * keep.T, mask=keep.T.contiguous(), info=info)
 

@@ -6,7 +6,7 @@ import torch
 
 from helpers import layer_problem
 from pruning_core import METHODS, Pattern, PruneSpec, SpecError
-from pruning_core.methods.alps import ALPSOptions, normalize, rho_schedule
+from pruning_core.methods.alps import ALPSOptions, normalize, reconstruction_energy, rho_schedule
 from pruning_core.oracle import exact_refit
 from pruning_core.refit import cg_refit
 from pruning_core.stats import relative_error
@@ -59,6 +59,24 @@ def test_cg_refit_reaches_exact_solution_on_support():
 
     assert abs(objective(fit.B) - objective(exact)) / objective(exact) < 1e-4
     assert torch.all(fit.B[~keep] == 0)
+
+
+def test_cg_objective_rule_stops_early_near_the_optimum():
+    """The objective test ends CG before the residual test does, within 1e-4 of the exact optimum
+    on the support, and the objective it tracks from the step gains is the true one."""
+    W, _, stats = layer_problem(48, 160, seed=11)
+    Hn, d, _, _ = normalize(stats.H, 0.01)
+    B0 = (W * d).T  # [n, m]
+    G = Hn @ B0
+    keep = torch.rand(B0.shape, generator=torch.Generator().manual_seed(2)) > 0.6
+    start = reconstruction_energy(B0 * keep, B0, Hn)
+    residual = cg_refit(Hn, G, B0 * keep, keep, rtol=1e-6, max_iter=500)
+    early = cg_refit(Hn, G, B0 * keep, keep, rtol=1e-6, max_iter=500, energy=start, ftol=1e-5)
+    assert residual.stop == "residual" and early.stop == "objective" and early.converged
+    assert early.iterations < residual.iterations
+    best = reconstruction_energy(residual.B, B0, Hn)
+    assert best <= reconstruction_energy(early.B, B0, Hn) <= best * (1 + 1e-4)
+    assert early.energy == pytest.approx(reconstruction_energy(early.B, B0, Hn), rel=1e-3)
 
 
 @pytest.mark.parametrize("pattern", [None, "2:4"])

@@ -37,3 +37,11 @@ def test_select_threshold_smoke(tmp_path):
     data = run("select_threshold.py", "--sizes", "64x64", "--repeats", "1", out=tmp_path / "s.json")
     assert {r["strategy"] for r in data["rows"]} == {"kthvalue", "topk", "sort", "radix"}
     assert all(r["agrees"] for r in data["rows"])
+
+
+def test_cg_stop_smoke(tmp_path):
+    data = run("cg_stop.py", "--shapes", "64x128", "--tokens", "2048", "--settings", "0.6", out=tmp_path / "c.json")
+    rows = {r["rule"]: r for r in data["rows"]}
+    assert len(rows) == 4 and rows["residual 1e-4"]["stop"] == "residual"
+    assert all(r["gap_vs_optimum"] < 1e-4 for r in rows.values())  # every rule ends near the optimum
+    assert rows["+ ftol 1e-5"]["iterations"] <= rows["residual 1e-4"]["iterations"]

@@ -129,3 +129,18 @@ def test_blockwise_perplexity_on_cuda_matches_whole_model():
     whole = perplexity(model, ids, 64, None, "cuda", blockwise=False)[0]
     assert perplexity(model, ids, 64, None, "cuda", blockwise=True)[0] == pytest.approx(whole, rel=1e-4)
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_blockwise_zero_shot_on_cuda_matches_whole_model():
+    from helpers import tiny_model
+    from pruning_core.zeroshot import loglikelihoods
+
+    model = tiny_model("opt")
+    g = torch.Generator().manual_seed(2)
+    pairs = [(torch.randint(0, 128, (int(a),), generator=g).tolist(), torch.randint(0, 128, (int(b),), generator=g).tolist())
+             for a, b in torch.randint(1, 40, (13, 2), generator=g)]
+    whole = loglikelihoods(model, pairs, "cuda", batch_size=4, blockwise=False)
+    blockwise = loglikelihoods(model, pairs, "cuda", batch_size=4, blockwise=True)
+    assert [h for _, h in whole] == [h for _, h in blockwise]
+    assert [s for s, _ in blockwise] == pytest.approx([s for s, _ in whole], rel=1e-4, abs=1e-4)
+    assert all(p.device.type == "cpu" for p in model.parameters())

@@ -21,18 +21,24 @@ def plain(model, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
     return float(logp.gather(1, target.unsqueeze(1)).sum()), bool((logp.argmax(-1) == target).all())
 
 
+@pytest.mark.parametrize("blockwise", [False, True], ids=["whole", "blockwise"])
 @pytest.mark.parametrize("arch", ["llama", "opt", "qwen2"])
-def test_batched_loglikelihoods_equal_a_plain_forward(arch):
+def test_batched_loglikelihoods_equal_a_plain_forward(arch, blockwise):
+    """Right-padded batches, whole model or one block at a time (a model larger than the GPU),
+    give every pair what a forward pass over that pair alone gives."""
     model = tiny_model(arch)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(1)
     pairs = [(torch.randint(0, 128, (int(a),), generator=g).tolist(), torch.randint(0, 128, (int(b),), generator=g).tolist())
              for a, b in torch.randint(1, 30, (11, 2), generator=g)]
     pairs.append(([5, 6, 7], [8]))  # one-token continuation
     with torch.no_grad():
-        got = loglikelihoods(model, pairs, "cpu", batch_size=4)
+        got = loglikelihoods(model, pairs, "cpu", batch_size=4, blockwise=blockwise)
         want = [plain(model, c, x) for c, x in pairs]
     for (lg, gg), (lw, gw) in zip(got, want):
         assert lg == pytest.approx(lw, rel=1e-4, abs=1e-4) and gg == gw
+    after = model.state_dict()  # the block list is back in place, untouched
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("name", list(TASKS))
