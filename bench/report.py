@@ -180,12 +180,43 @@ def gpu_selection() -> str:
             ["m x n", "strategy", "ms", "exact"],
             [["x".join(map(str, r["size"])), r["strategy"], f"{r['seconds'] * 1e3:.2f}", r["agrees"]] for r in sel["rows"]]))
     if before and after:
-        new = {(tuple(r["shape"]), r["setting"], r["method"]): r for r in after["rows"]}
-        rows = [["x".join(map(str, r["shape"])), r["setting"], f"{r['seconds']:.2f}", f"{new[k]['seconds']:.2f}",
-                 f"{r['seconds'] / new[k]['seconds']:.1f}x"]
-                for r in before["rows"] if r["method"] == "alps" and (k := (tuple(r["shape"]), r["setting"], "alps")) in new]
-        parts.append(f"ALPS seconds per layer, kthvalue ({before.get('code')}) → topk ({after.get('code')}):\n\n"
-                     + table(["m x n", "setting", "before s", "after s", "speed-up"], rows))
+        parts.append(alps_before_after(before, after, "kthvalue", "topk"))
+    return "\n\n".join(parts)
+
+
+def alps_before_after(before: dict, after: dict, old: str, new: str) -> str:
+    """ALPS seconds per layer in two gpu_layer runs, with its error and SparseGPT's time in each."""
+    rows = []
+    index = {(tuple(r["shape"]), r["setting"], r["method"]): r for r in after["rows"]}
+    for r in before["rows"]:
+        k = (tuple(r["shape"]), r["setting"], "alps")
+        if r["method"] != "alps" or k not in index:
+            continue
+        a, sb, sa = index[k], index.get(k[:2] + ("sparsegpt",)), next(
+            (x for x in before["rows"] if (tuple(x["shape"]), x["setting"], x["method"]) == k[:2] + ("sparsegpt",)), None)
+        rows.append(["x".join(map(str, r["shape"])), r["setting"], f"{r['seconds']:.2f}", f"{a['seconds']:.2f}",
+                     f"{r['seconds'] / a['seconds']:.2f}x", f"{r['seconds'] / sa['seconds']:.1f}x" if sa else "",
+                     f"{a['seconds'] / sb['seconds']:.1f}x" if sb else "", f"{r['rel_error']:.5f}", f"{a['rel_error']:.5f}"])
+    return (f"ALPS seconds per layer, {old} ({before.get('code')}) → {new} ({after.get('code')}):\n\n"
+            + table(["m x n", "setting", "before s", "after s", "speed-up", "ALPS/SGPT before", "ALPS/SGPT after",
+                     "err before", "err after"], rows))
+
+
+def cg_stop() -> str:
+    """ALPS's CG refit under each stopping rule (bench/cg_stop.py), on the GPU and the CPU, and
+    ALPS per layer on the GPU before and after the objective rule became the default."""
+    parts = []
+    for name in ("cg_stop_h100.json",):  # the CPU run (cg_stop.json, LLaMA-7B shapes / 4) agrees; README quotes it
+        data = load(name)
+        if not data:
+            continue
+        rows = [["x".join(map(str, r["shape"])), r["setting"], r["rule"], r["iterations"], r["stop"], f"{r['seconds']:.2f}",
+                 f"{r['gap_vs_optimum']:.1e}", f"{r['refit_gain']:.1e}"] for r in data["rows"]]
+        parts.append(f"{data['env']['device']}, {data['env']['tokens']} tokens ({data.get('code', '')}):\n\n" + table(
+            ["m x n", "setting", "rule", "CG iters", "stopped by", "seconds", "gap vs optimum", "refit's whole gain"], rows))
+    before, after = load("gpu_layer.json"), load("gpu_layer_cgftol.json")
+    if before and after:
+        parts.append(alps_before_after(before, after, "residual test", "+ objective test"))
     return "\n\n".join(parts)
 
 
@@ -207,7 +238,8 @@ def cpu_selection() -> str:
 def gpu_models() -> str:
     """The whole driver on random models of real shapes: seconds per method, ratio to SparseGPT."""
     parts = []
-    for name in ("gpu_model_smollm2.json", "gpu_model_llama7b.json", "gpu_model_llama7b_24.json"):
+    for name in ("gpu_model_smollm2.json", "gpu_model_llama7b.json", "gpu_model_llama7b_24.json",
+                 "gpu_model_llama7b_cgftol.json", "gpu_model_llama7b_24_cgftol.json"):
         data = load(name)
         if not data:
             continue
@@ -254,7 +286,7 @@ def service() -> str:
 
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, gpu_models, service):
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")
