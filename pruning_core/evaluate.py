@@ -54,6 +54,24 @@ def on_device(model: nn.Module, device) -> Iterator[None]:
 
 
 BatchFn = Callable[[nn.Module, torch.Tensor, int], Any]
+# Block-sequential evaluation keeps every batch's hidden states between blocks. All of HellaSwag
+# through a 70B model would be ~50 GB of them, so batches go in groups of at most this many bytes
+# of hidden states, and the blocks visit the device once per group.
+BLOCKWISE_GROUP_BYTES = 4 << 30
+
+
+def _groups(batches: list[torch.Tensor], bytes_per_token: int, budget: int) -> Iterator[list[torch.Tensor]]:
+    group: list[torch.Tensor] = []
+    size = 0
+    for batch in batches:
+        need = batch.numel() * bytes_per_token
+        if group and size + need > budget:
+            yield group
+            group, size = [], 0
+        group.append(batch)
+        size += need
+    if group:
+        yield group
 
 
 def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: BatchFn,
@@ -65,16 +83,24 @@ def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: Batch
     if blockwise is None:
         blockwise = not fits_on(model, device)
     rows = sum(b.shape[0] for b in batches)
-    stage = _replayed(model, batches, device, progress) if blockwise else on_device(model, device)
-    out, done = [], 0
-    with stage:
-        for index, batch in enumerate(batches):
-            out.append(fn(model, batch.to(device), index))
-            done += batch.shape[0]
-            if progress and not blockwise:
-                progress(done, rows)
-    if progress and blockwise:
-        progress(rows, rows)
+    out: list = []
+    done = 0
+    if not blockwise:
+        with on_device(model, device):
+            for batch in batches:
+                out.append(fn(model, batch.to(device), len(out)))
+                done += batch.shape[0]
+                if progress:
+                    progress(done, rows)
+        return out
+    bytes_per_token = model.get_input_embeddings().weight.shape[1] * next(model.parameters()).element_size()
+    for group in _groups(batches, bytes_per_token, BLOCKWISE_GROUP_BYTES):
+        with _replayed(model, group, device, progress and (lambda d, _: progress(done + d, rows))):
+            for batch in group:
+                out.append(fn(model, batch.to(device), len(out)))
+        done += sum(b.shape[0] for b in group)
+        if progress:
+            progress(done, rows)
     return out
 
 

@@ -6,7 +6,7 @@ import torch
 
 from helpers import tiny_model
 from pruning_core.blocks import find_blocks
-from pruning_core.evaluate import fits_on, perplexity
+from pruning_core.evaluate import _groups, fits_on, perplexity
 
 IDS = torch.randint(0, 128, (700,), generator=torch.Generator().manual_seed(0))
 
@@ -36,3 +36,11 @@ def test_blockwise_equals_whole_model(arch):
 
 def test_everything_fits_on_the_cpu():
     assert fits_on(tiny_model("llama"), torch.device("cpu"))
+
+
+def test_blockwise_groups_keep_order_and_budget():
+    batches = [torch.zeros(b, w, dtype=torch.long) for b, w in [(4, 10), (4, 8), (4, 8), (2, 5), (1, 100)]]
+    groups = list(_groups(batches, bytes_per_token=2, budget=150))  # 80, 64, 64, 20, 200 bytes
+    assert [[b.shape for b in g] for g in groups] == [
+        [(4, 10), (4, 8)], [(4, 8), (2, 5)], [(1, 100)]]  # a batch over budget still goes, alone
+    assert [b for g in groups for b in g] == batches

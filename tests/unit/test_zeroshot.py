@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import tiny_model
-from pruning_core import SpecError, models
+from pruning_core import SpecError, evaluate, models
 from pruning_core.pipeline import EvalSpec
 from pruning_core.zeroshot import TASKS, encode_pair, load_items, loglikelihoods, zero_shot
 
@@ -21,11 +21,15 @@ def plain(model, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
     return float(logp.gather(1, target.unsqueeze(1)).sum()), bool((logp.argmax(-1) == target).all())
 
 
-@pytest.mark.parametrize("blockwise", [False, True], ids=["whole", "blockwise"])
+@pytest.mark.parametrize("blockwise,group_bytes", [(False, None), (True, None), (True, 100_000)],
+                         ids=["whole", "blockwise", "blockwise-in-groups"])
 @pytest.mark.parametrize("arch", ["llama", "opt", "qwen2"])
-def test_batched_loglikelihoods_equal_a_plain_forward(arch, blockwise):
-    """Right-padded batches, whole model or one block at a time (a model larger than the GPU),
-    give every pair what a forward pass over that pair alone gives."""
+def test_batched_loglikelihoods_equal_a_plain_forward(arch, blockwise, group_bytes, monkeypatch):
+    """Right-padded batches, whole model or one block at a time (a model larger than the GPU;
+    in several groups of batches when their hidden states would not fit in memory at once) give
+    every pair what a forward pass over that pair alone gives."""
+    if group_bytes:  # a few batches per group with the tiny models' hidden sizes
+        monkeypatch.setattr(evaluate, "BLOCKWISE_GROUP_BYTES", group_bytes)
     model = tiny_model(arch)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(1)
