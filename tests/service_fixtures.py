@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -159,3 +161,29 @@ class Service:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         self.http.close()
+
+
+class Receiver:
+    """A real HTTP server that answers 500 to the first `fail_first` requests of each message
+    (set `fail_first` later to change its mind)."""
+
+    def __init__(self, fail_first: int = 1):
+        self.requests, self.fail_first, self.seen = [], fail_first, {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                msg = self.headers["webhook-id"]
+                outer.seen[msg] = outer.seen.get(msg, 0) + 1
+                code = 500 if outer.seen[msg] <= outer.fail_first else 204
+                outer.requests.append((dict(self.headers), body, code))
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -4,7 +4,8 @@
 "use strict";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
-const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null };
+const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null,
+                webhook: null };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, text, cls) {
@@ -152,6 +153,76 @@ async function loadSchedules() {
     $("#no-schedules").hidden = page.data.length > 0;
   } catch (err) {
     banner(`Could not list schedules: ${err.message}`);
+  }
+}
+
+// -- webhooks (where job events are POSTed) ---------------------------------------------------
+async function setWebhookEnabled(hook, enabled) {
+  try {
+    await api(`/v1/webhook_endpoints/${hook.id}`, {
+      method: "PATCH", body: JSON.stringify({ enabled }), headers: { "Content-Type": "application/json" },
+    });
+    await loadWebhooks();
+  } catch (err) {
+    banner(`Could not ${enabled ? "resume" : "pause"} ${hook.url}: ${err.message}`);
+  }
+}
+
+function webhookRow(hook) {
+  const actions = el("td");
+  actions.append(button(hook.enabled ? "pause" : "resume", () => setWebhookEnabled(hook, !hook.enabled)),
+                 button("deliveries", () => showDeliveries(hook)));
+  const tr = row([hook.url, hook.events.join(", "), hook.enabled ? "active" : "paused", actions]);
+  tr.dataset.id = hook.id;
+  tr.classList.toggle("paused", !hook.enabled);
+  return tr;
+}
+
+async function loadWebhooks() {
+  if (!state.key) return;
+  try {
+    const page = await api("/v1/webhook_endpoints");
+    $("#webhooks tbody").replaceChildren(...page.data.map(webhookRow));
+    $("#no-webhooks").hidden = page.data.length > 0;
+    const open = state.webhook && page.data.find((h) => h.id === state.webhook.id);
+    if (open) await showDeliveries(open);
+    else $("#deliveries-box").hidden = true;
+  } catch (err) {
+    banner(`Could not list webhooks: ${err.message}`);
+  }
+}
+
+function deliveryRow(hook, d) {
+  const status = el("td");
+  status.append(el("span", d.status, `status ${d.status}`));
+  // what the receiver said last: its HTTP status, else why nothing came back (timeout, refused)
+  const answer = d.last_status ? `HTTP ${d.last_status}` : (d.last_error || "");
+  const actions = el("td");
+  if (d.status !== "delivered") actions.append(button("retry now", () => retryDelivery(hook, d)));
+  const tr = row([d.event_type, status, el("td", d.attempts, "num"), answer, when(d.created_at),
+                  d.next_attempt_at ? when(d.next_attempt_at) : "", actions]);
+  tr.dataset.id = d.id;
+  return tr;
+}
+
+async function showDeliveries(hook) {
+  state.webhook = hook;
+  try {
+    const page = await api(`/v1/webhook_endpoints/${hook.id}/deliveries?limit=20`);
+    $("#deliveries-title").textContent = `Deliveries to ${hook.url}`;
+    $("#deliveries tbody").replaceChildren(...page.data.map((d) => deliveryRow(hook, d)));
+    $("#deliveries-box").hidden = false;
+  } catch (err) {
+    banner(`Could not list deliveries: ${err.message}`);
+  }
+}
+
+async function retryDelivery(hook, d) {
+  try {
+    await api(`/v1/webhook_endpoints/${hook.id}/deliveries/${d.id}/retry`, { method: "POST" });
+    await showDeliveries(hook);
+  } catch (err) {
+    banner(`Could not retry ${d.id}: ${err.message}`);
   }
 }
 
@@ -385,6 +456,7 @@ function useKey(event) {
   state.after = null;
   loadJobs();
   loadSchedules();
+  loadWebhooks();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -402,7 +474,9 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#whoami").textContent = `key ${state.key.split("_").slice(0, 2).join("_")}…`;
     loadJobs();
     loadSchedules();
+    loadWebhooks();
   }
   setInterval(() => { if (state.key && !document.hidden) loadJobs(); }, 3000);
   setInterval(() => { if (state.key && !document.hidden) loadSchedules(); }, 30000);
+  setInterval(() => { if (state.key && !document.hidden) loadWebhooks(); }, 5000);  // deliveries retry on their own
 });

@@ -13,7 +13,7 @@ import pytest
 
 from db import schedules
 from db.engine import sessionmaker_for
-from service_fixtures import BODY, SLOW, Service, alembic, postgres_database
+from service_fixtures import BODY, SLOW, Receiver, Service, alembic, postgres_database
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -140,3 +140,34 @@ def test_schedules_pause_and_show_their_jobs(page, service):
     line.get_by_role("button", name="resume", exact=True).click()
     expect(line.get_by_role("button", name="pause", exact=True)).to_have_count(1)
     assert service.http.get(f"/v1/schedules/{sch['id']}").json()["enabled"] is True
+
+
+def test_webhook_deliveries_show_their_answers_and_retry(page, service):
+    receiver = Receiver(fail_first=10**6)  # refuses every message until told otherwise
+    hook = service.http.post("/v1/webhook_endpoints", json={"url": receiver.url, "events": ["pruning_job.succeeded"]}).json()
+    try:
+        job_id = service.submit("tiny", BODY)
+        assert service.wait(job_id)["status"] == "succeeded"
+        line = page.locator(f"#webhooks tbody tr[data-id='{hook['id']}']")
+        expect(line).to_contain_text(receiver.url, timeout=10_000)  # the list refreshes itself
+        expect(line.locator("td").nth(2)).to_have_text("active")
+        line.get_by_role("button", name="deliveries", exact=True).click()
+        [delivery] = [d for d in service.http.get(f"/v1/webhook_endpoints/{hook['id']}/deliveries").json()["data"]
+                      if d["payload"]["data"]["object"]["id"] == job_id]
+        cells = page.locator(f"#deliveries tbody tr[data-id='{delivery['id']}'] td")
+        # the first attempt and the one retry 5 s later are both refused; the next waits 5 minutes
+        expect(cells.nth(2)).to_have_text("2", timeout=30_000)
+        expect(cells.nth(1)).to_have_text("pending")
+        expect(cells.nth(3)).to_have_text("HTTP 500")
+        receiver.fail_first = 0
+        page.locator(f"#deliveries tbody tr[data-id='{delivery['id']}']").get_by_role("button", name="retry now").click()
+        expect(cells.nth(1)).to_have_text("delivered", timeout=20_000)
+        expect(cells.nth(2)).to_have_text("3")
+        expect(cells.nth(3)).to_have_text("HTTP 204")
+        assert [code for headers, _, code in receiver.requests if headers["webhook-id"] == delivery["id"]] == [500, 500, 204]
+        line.get_by_role("button", name="pause", exact=True).click()
+        expect(line.locator("td").nth(2)).to_have_text("paused")
+        assert service.http.get(f"/v1/webhook_endpoints/{hook['id']}").json()["enabled"] is False
+    finally:
+        service.http.delete(f"/v1/webhook_endpoints/{hook['id']}")
+        receiver.server.shutdown()

@@ -5,16 +5,14 @@ deliveries from a real worker supervisor to a real HTTP receiver, verified with 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from db import jobs, keys, status as st
 from db.engine import sessionmaker_for
 from db.models import WebhookDelivery
-from service_fixtures import BODY, Service, alembic, postgres_database
+from service_fixtures import BODY, Receiver, Service, alembic, postgres_database
 
 
 def test_endpoint_resource(client, make_key):
@@ -61,31 +59,6 @@ def test_the_outbox_row_is_written_with_the_status_change(db_url):
     assert d.event_type == "pruning_job.succeeded" and d.status == "pending"
     assert d.payload["id"] == d.id and d.payload["data"]["object"]["status"] == "succeeded"
     assert d.payload["data"]["object"]["result"] == {"sparsity_achieved": 0.5}
-
-
-class Receiver:
-    """A real HTTP server that answers 500 to the first `fail_first` requests of each message."""
-
-    def __init__(self, fail_first: int = 1):
-        self.requests, self.fail_first, self.seen = [], fail_first, {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                msg = self.headers["webhook-id"]
-                outer.seen[msg] = outer.seen.get(msg, 0) + 1
-                code = 500 if outer.seen[msg] <= outer.fail_first else 204
-                outer.requests.append((dict(self.headers), body, code))
-                self.send_response(code)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
