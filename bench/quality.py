@@ -23,13 +23,26 @@ from pruning_core.quant import QuantSpec  # noqa: E402
 from pruning_core.spec import CalibrationSpec  # noqa: E402
 
 
+def _options(text: str) -> dict:
+    """"cg_ftol=0;restart=false" -> {"cg_ftol": 0.0, "restart": False}."""
+    out = {}
+    for item in filter(None, text.split(";")):
+        key, _, value = item.partition("=")
+        out[key] = {"true": True, "false": False}.get(value.lower(), None)
+        if out[key] is None:
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return out
+
+
 def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, float]:
-    """`method` may carry a joint-quantization suffix: "pgz+int4", "sparsegpt+int4"."""
+    """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4") and method
+    options in braces ("alps{cg_ftol=0}")."""
     pattern = Pattern.parse(setting if ":" in setting else None)
+    method, _, options = method.partition("{")
     name, _, quant = method.partition("+")
     spec = PruneSpec(name, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
                      calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed),
-                     quant=QuantSpec.parse(quant) if quant else None)
+                     quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")))
     model = proto.fresh_model()
     result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
     return proto.ppl(model), seconds, result.sparsity

@@ -235,6 +235,30 @@ def cpu_selection() -> str:
     return table(["threshold", "ALPS 70% ppl", "ALPS s", "SparseGPT s", "ratio"], rows)
 
 
+def second_cpu() -> str:
+    """The 70% rows again on a second CPU: old and current code, both CG rules, SparseGPT ours and
+    llm-compressor's, next to the first machine's numbers (quality.json, quality_2.json)."""
+    runs = [("quality_8_before.json", "alps"), ("quality_8b.json", "alps{cg_ftol=0}"), ("quality_8.json", "alps"),
+            ("quality_8c.json", "sparsegpt")]
+    first = {}  # the first machine's rows at 70%, the main table's file last so its numbers win
+    for name in ("quality_2.json", "quality.json"):
+        first.update({(x["impl"], x["method"]): x for x in (load(name) or {"rows": []})["rows"] if x["setting"] == "0.7"})
+    data = [(name, load(name)) for name, _ in runs]
+    if not all(d for _, d in data):
+        return ""
+    rows = []
+    for (name, method), (_, d) in zip(runs, data):
+        for x in d["rows"]:
+            if x["setting"] != "0.7":
+                continue
+            before = first.get((x["impl"], x["method"].partition("{")[0]))
+            rows.append([x["impl"], x["method"], d.get("code", "").split(" (")[0], f"{x['ppl']:.2f}", f"{x['seconds']:.0f}",
+                         f"{before['ppl']:.2f}" if before else ""])
+    cpu = data[-1][1]["protocol"]
+    return (f"70% on {cpu.get('cpu', '?')} ({cpu.get('cpu_capability', '?')}), {cpu['threads']} threads:\n\n"
+            + table(["impl", "method", "code", "ppl here", "seconds", "ppl on the first machine"], rows))
+
+
 def gpu_models() -> str:
     """The whole driver on random models of real shapes: seconds per method, ratio to SparseGPT."""
     parts = []
@@ -285,7 +309,7 @@ def service() -> str:
 
 
 if __name__ == "__main__":
-    for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, layers, zero_shot,
+    for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
                     gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, service):
         text = section()
         if text:
