@@ -121,14 +121,15 @@ function filterBySchedule(schedule) {
   loadJobs();
 }
 
-async function setEnabled(schedule, enabled) {
+// pause or resume a schedule or a webhook endpoint (both PATCH {enabled}), then redraw its list
+async function setEnabled(path, label, enabled, reload) {
   try {
-    await api(`/v1/schedules/${schedule.id}`, {
+    await api(path, {
       method: "PATCH", body: JSON.stringify({ enabled }), headers: { "Content-Type": "application/json" },
     });
-    await loadSchedules();
+    await reload();
   } catch (err) {
-    banner(`Could not ${enabled ? "resume" : "pause"} ${schedule.name}: ${err.message}`);
+    banner(`Could not ${enabled ? "resume" : "pause"} ${label}: ${err.message}`);
   }
 }
 
@@ -136,7 +137,8 @@ function scheduleRow(sch) {
   const last = el("td");
   if (sch.last_job_id) last.append(button(sch.last_job_id, () => selectJob(sch.last_job_id)));
   const actions = el("td");
-  actions.append(button(sch.enabled ? "pause" : "resume", () => setEnabled(sch, !sch.enabled)),
+  actions.append(button(sch.enabled ? "pause" : "resume",
+                        () => setEnabled(`/v1/schedules/${sch.id}`, sch.name, !sch.enabled, loadSchedules)),
                  button("jobs", () => filterBySchedule(sch)));
   const tr = row([sch.name, `${sch.cron} (${sch.timezone})`, `${sch.spec.method} ${target(sch.spec)} ${sch.spec.model}`,
                   sch.enabled && sch.next_fire_at ? when(sch.next_fire_at) : "paused", last, actions]);
@@ -145,32 +147,29 @@ function scheduleRow(sch) {
   return tr;
 }
 
-async function loadSchedules() {
-  if (!state.key) return;
+// one GET of a list resource into a table, with its "none yet" line; returns the rows' data
+async function fillTable(path, table, empty, rowFn, what) {
+  if (!state.key) return null;
   try {
-    const page = await api("/v1/schedules");
-    $("#schedules tbody").replaceChildren(...page.data.map(scheduleRow));
-    $("#no-schedules").hidden = page.data.length > 0;
+    const page = await api(path);
+    $(`${table} tbody`).replaceChildren(...page.data.map(rowFn));
+    $(empty).hidden = page.data.length > 0;
+    return page.data;
   } catch (err) {
-    banner(`Could not list schedules: ${err.message}`);
+    banner(`Could not list ${what}: ${err.message}`);
+    return null;
   }
+}
+
+async function loadSchedules() {
+  await fillTable("/v1/schedules", "#schedules", "#no-schedules", scheduleRow, "schedules");
 }
 
 // -- webhooks (where job events are POSTed) ---------------------------------------------------
-async function setWebhookEnabled(hook, enabled) {
-  try {
-    await api(`/v1/webhook_endpoints/${hook.id}`, {
-      method: "PATCH", body: JSON.stringify({ enabled }), headers: { "Content-Type": "application/json" },
-    });
-    await loadWebhooks();
-  } catch (err) {
-    banner(`Could not ${enabled ? "resume" : "pause"} ${hook.url}: ${err.message}`);
-  }
-}
-
 function webhookRow(hook) {
   const actions = el("td");
-  actions.append(button(hook.enabled ? "pause" : "resume", () => setWebhookEnabled(hook, !hook.enabled)),
+  actions.append(button(hook.enabled ? "pause" : "resume",
+                        () => setEnabled(`/v1/webhook_endpoints/${hook.id}`, hook.url, !hook.enabled, loadWebhooks)),
                  button("deliveries", () => showDeliveries(hook)));
   const tr = row([hook.url, hook.events.join(", "), hook.enabled ? "active" : "paused", actions]);
   tr.dataset.id = hook.id;
@@ -179,17 +178,11 @@ function webhookRow(hook) {
 }
 
 async function loadWebhooks() {
-  if (!state.key) return;
-  try {
-    const page = await api("/v1/webhook_endpoints");
-    $("#webhooks tbody").replaceChildren(...page.data.map(webhookRow));
-    $("#no-webhooks").hidden = page.data.length > 0;
-    const open = state.webhook && page.data.find((h) => h.id === state.webhook.id);
-    if (open) await showDeliveries(open);
-    else $("#deliveries-box").hidden = true;
-  } catch (err) {
-    banner(`Could not list webhooks: ${err.message}`);
-  }
+  const hooks = await fillTable("/v1/webhook_endpoints", "#webhooks", "#no-webhooks", webhookRow, "webhooks");
+  if (!hooks) return;
+  const open = state.webhook && hooks.find((h) => h.id === state.webhook.id);
+  if (open) await showDeliveries(open);  // keep the open delivery log current
+  else $("#deliveries-box").hidden = true;
 }
 
 function deliveryRow(hook, d) {
