@@ -187,14 +187,13 @@ def gpu_selection() -> str:
 def alps_before_after(before: dict, after: dict, old: str, new: str) -> str:
     """ALPS seconds per layer in two gpu_layer runs, with its error and SparseGPT's time in each."""
     rows = []
-    index = {(tuple(r["shape"]), r["setting"], r["method"]): r for r in after["rows"]}
-    for r in before["rows"]:
-        k = (tuple(r["shape"]), r["setting"], "alps")
-        if r["method"] != "alps" or k not in index:
+    old_rows, new_rows = ({(tuple(r["shape"]), r["setting"], r["method"]): r for r in run["rows"]} for run in (before, after))
+    for (shape, setting, method), r in old_rows.items():
+        a = new_rows.get((shape, setting, "alps"))
+        if method != "alps" or a is None:
             continue
-        a, sb, sa = index[k], index.get(k[:2] + ("sparsegpt",)), next(
-            (x for x in before["rows"] if (tuple(x["shape"]), x["setting"], x["method"]) == k[:2] + ("sparsegpt",)), None)
-        rows.append(["x".join(map(str, r["shape"])), r["setting"], f"{r['seconds']:.2f}", f"{a['seconds']:.2f}",
+        sa, sb = old_rows.get((shape, setting, "sparsegpt")), new_rows.get((shape, setting, "sparsegpt"))
+        rows.append(["x".join(map(str, shape)), setting, f"{r['seconds']:.2f}", f"{a['seconds']:.2f}",
                      f"{r['seconds'] / a['seconds']:.2f}x", f"{r['seconds'] / sa['seconds']:.1f}x" if sa else "",
                      f"{a['seconds'] / sb['seconds']:.1f}x" if sb else "", f"{r['rel_error']:.5f}", f"{a['rel_error']:.5f}"])
     return (f"ALPS seconds per layer, {old} ({before.get('code')}) → {new} ({after.get('code')}):\n\n"

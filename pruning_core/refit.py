@@ -52,9 +52,11 @@ def cg_refit(Hn: torch.Tensor, G: torch.Tensor, B: torch.Tensor, keep: torch.Ten
     rr = (R * R).sum(dim=0)  # [m]
     iterations, stop = 0, "cap"
     rel = torch.sqrt(rr) / target.clamp_min(1e-30)
-    while iterations < max_iter:
+    while True:
         if not bool((rel > rtol).any()):
             stop = "residual"
+            break
+        if iterations >= max_iter:
             break
         AP = (Hn @ P) * maskf
         alpha = _safe_div(rr, (P * AP).sum(dim=0))
@@ -71,8 +73,4 @@ def cg_refit(Hn: torch.Tensor, G: torch.Tensor, B: torch.Tensor, keep: torch.Ten
             if gain <= ftol * max(energy, 0.0):
                 stop = "objective"
                 break
-    else:
-        if not bool((rel > rtol).any()):
-            stop = "residual"
-    converged = stop != "cap"
-    return RefitResult(X, iterations, converged, float(rel.max()) if rel.numel() else 0.0, stop, energy)
+    return RefitResult(X, iterations, stop != "cap", float(rel.max()) if rel.numel() else 0.0, stop, energy)

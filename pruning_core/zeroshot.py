@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 
 from .errors import SpecError
-from .evaluate import fits_on, map_batches
+from .evaluate import map_batches
 
 
 @dataclass(frozen=True)
@@ -226,9 +226,7 @@ def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_
 def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
               progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None) -> dict[str, dict]:
     """Every task in `names` on `device`: the whole model there when it fits, else one block at
-    a time (`blockwise` None decides by free memory)."""
-    if blockwise is None:
-        blockwise = not fits_on(model, torch.device(device))
+    a time (`blockwise` None: evaluate.map_batches decides by free memory)."""
     out = {}
     for done, name in enumerate(names):
         if progress:
