@@ -1,13 +1,15 @@
 """Job repository: the only place that changes a job's status. Every transition is checked
-against the status machine and recorded as an event in the same transaction."""
+against the status machine, applied as a compare-and-set on the status its writer read, and
+recorded as an event in the same transaction."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import status as st, webhooks
 from .models import Job, JobEvent, utcnow
@@ -17,6 +19,15 @@ class IllegalTransition(Exception):
     def __init__(self, job: Job, new: str):
         super().__init__(f"job {job.id} cannot go from {job.status} to {new}")
         self.current, self.new = job.status, new
+
+
+class Conflict(Exception):
+    """The row moved on after the writer read it: another writer's transition (or lease change)
+    won the race. `job` has been refreshed, so the loser sees the winner's status."""
+
+    def __init__(self, job: Job, new: str):
+        super().__init__(f"job {job.id} changed to {job.status} before it could go to {new}")
+        self.job, self.new = job, new
 
 
 def add_event(session: Session, job: Job, type_: str, data: dict[str, Any]) -> JobEvent:
@@ -46,22 +57,34 @@ def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata:
 
 
 def transition(session: Session, job: Job, new: str, *, error: Optional[tuple[str, str]] = None,
-               result: Optional[dict[str, Any]] = None) -> Job:
-    """Move `job` to `new` or raise IllegalTransition. Sets timestamps, error and result."""
+               result: Optional[dict[str, Any]] = None, where: Sequence[Any] = (), **values: Any) -> Job:
+    """Move `job` from the status this writer read to `new`, as one compare-and-set UPDATE
+    (conditioned on that status and on `where`, e.g. the lease owner). Of racing writers exactly
+    one wins; the others get Conflict with the row refreshed, and no event is written for them.
+    Raises IllegalTransition for a move the status machine forbids. `values` are further columns
+    set in the same UPDATE. A terminal status drops the lease's expiry but keeps its owner, so the
+    owner can tell "finished by me" from "taken from me"."""
     if not st.allowed(job.status, new):
         raise IllegalTransition(job, new)
     previous, now = job.status, utcnow()
-    job.status = new
+    changes: dict[str, Any] = {"status": new, "updated_at": now,
+                               "progress": {**(job.progress or {}), "stage": new}, **values}
     if new == st.RUNNING and job.started_at is None:
-        job.started_at = now
+        changes["started_at"] = now
     if new in st.TERMINAL:
-        job.finished_at = now
-        job.lease_owner = job.lease_until = None
+        changes.update(finished_at=now, lease_until=None)
     if error is not None:
-        job.error_code, job.error_message = error
+        changes["error_code"], changes["error_message"] = error
     if result is not None:
-        job.result = result
-    job.progress = {**(job.progress or {}), "stage": new}
+        changes["result"] = result
+    session.flush()  # this writer's own pending changes go first, inside the same transaction
+    won = session.execute(update(Job).where(Job.id == job.id, Job.status == previous, *where).values(**changes)
+                          .execution_options(synchronize_session=False)).rowcount
+    if not won:
+        session.refresh(job)
+        raise Conflict(job, new)
+    for key, value in changes.items():
+        set_committed_value(job, key, value)
     data: dict[str, Any] = {"status": new, "previous": previous}
     if error is not None:
         data["error"] = {"code": error[0], "message": error[1]}
@@ -69,16 +92,22 @@ def transition(session: Session, job: Job, new: str, *, error: Optional[tuple[st
     return job
 
 
-def request_cancel(session: Session, job: Job) -> Job:
-    """queued/validating: cancelled at once. running/evaluating: cancelling, the worker finishes it."""
-    if job.status in (st.QUEUED, st.VALIDATING):
-        return transition(session, job, st.CANCELLED, error=("cancelled", "cancelled by request"))
-    if job.status in (st.RUNNING, st.EVALUATING):
-        job.cancel_requested = True
-        return transition(session, job, st.CANCELLING)
-    if job.status == st.CANCELLING:
-        return job
-    raise IllegalTransition(job, st.CANCELLED)
+def request_cancel(session: Session, job: Job, tries: int = 5) -> Job:
+    """queued/validating: cancelled at once. running/evaluating: cancelling, the worker finishes it.
+    A racing writer (the worker finishing, another cancel, a claim) is re-read and answered from
+    its outcome: one cancel event at most, and never a finished job moved back."""
+    for _ in range(tries):
+        try:
+            if job.status in (st.QUEUED, st.VALIDATING):
+                return transition(session, job, st.CANCELLED, error=("cancelled", "cancelled by request"))
+            if job.status in (st.RUNNING, st.EVALUATING):
+                return transition(session, job, st.CANCELLING, cancel_requested=True)
+            if job.status == st.CANCELLING:
+                return job
+            raise IllegalTransition(job, st.CANCELLED)
+        except Conflict:
+            continue
+    raise Conflict(job, st.CANCELLING)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Optional[Job]:
@@ -110,9 +139,24 @@ def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: Optional
     return rows[:limit], len(rows) > limit
 
 
+EVENT_ID_MAX = 2**31 - 1  # job_events.id is a 4-byte integer: no event lies beyond it
+
+
 def events_after(session: Session, job_id: str, after: int = 0, limit: int = 100) -> list[JobEvent]:
+    """Events with an id above `after` (any integer a client sends: past the column's range
+    there is simply nothing newer), oldest first."""
+    after = min(after, EVENT_ID_MAX)
     q = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after).order_by(JobEvent.id).limit(limit)
     return list(session.scalars(q))
+
+
+def terminal_event(session: Session, job_id: str) -> Optional[JobEvent]:
+    """The status event that ended the job, if it has ended (there is exactly one)."""
+    job = session.get(Job, job_id)
+    if job is None or job.status not in st.TERMINAL:
+        return None
+    q = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "status").order_by(JobEvent.id.desc())
+    return session.scalars(q.limit(1)).first()
 
 
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:

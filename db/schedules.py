@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +32,10 @@ def check_cron(cron: str) -> str:
     """Return `cron`, or raise ValueError with a readable reason."""
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise ValueError(f"{cron!r} is not a 5-field cron expression (minute hour day month weekday)")
+    try:  # valid fields can still name no date at all (February 30th)
+        croniter(cron, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"{cron!r} never fires (no date matches it)") from None
     return cron
 
 
@@ -45,8 +49,6 @@ def check_timezone(tz: str) -> str:
 
 
 def _local(moment: datetime, tz: str) -> datetime:
-    if moment.tzinfo is None:  # SQLite hands timestamps back without a zone; all are UTC
-        moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(ZoneInfo(tz))
 
 

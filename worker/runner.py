@@ -25,6 +25,7 @@ from db.retry import with_retry
 from db.settings import Settings
 
 log = logging.getLogger(__name__)
+EVAL_CHECK_SECONDS = 0.5  # evaluation batches: how often progress is written and a cancel looked for
 
 
 class LeaseLost(Exception):
@@ -32,12 +33,15 @@ class LeaseLost(Exception):
 
 
 class Heartbeat(threading.Thread):
-    """Renews the lease every lease/3 seconds; flags `lost` when the row is no longer ours."""
+    """Renews the lease every lease/3 seconds. When the row stops answering to our lease it tells
+    why: `finished` (our attempt recorded its outcome: the terminal row keeps our name as owner),
+    or `lost` (another attempt or the reaper has it)."""
 
     def __init__(self, settings: Settings, job_id: str, owner: str):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
         self.settings, self.job_id, self.owner = settings, job_id, owner
         self.lost = threading.Event()
+        self.finished = threading.Event()
         self.stop = threading.Event()
 
     def renew(self) -> bool:
@@ -49,13 +53,19 @@ class Heartbeat(threading.Thread):
                 .values(lease_until=utcnow() + timedelta(seconds=self.settings.lease_seconds))
             ).rowcount
             s.commit()
-        return bool(ok)
+            if ok:
+                return True
+            job = s.get(Job, self.job_id)
+            if job is not None and job.status in st.TERMINAL and job.lease_owner == self.owner:
+                self.finished.set()
+            else:
+                self.lost.set()
+            return False
 
     def run(self) -> None:
         while not self.stop.wait(self.settings.lease_seconds / 3):
             try:
                 if not self.renew():
-                    self.lost.set()
                     return
             except Exception:  # noqa: BLE001 - a database blip: try again next beat
                 log.warning("lease renewal failed for %s", self.job_id, exc_info=True)
@@ -69,6 +79,7 @@ class Runner:
         self.settings, self.job_id, self.owner = settings, job_id, owner
         self.maker = sessionmaker_for(settings.db_url)
         self.started = time.monotonic()
+        self._last_stage, self._last_write = None, 0.0
 
     # -- database steps, each in its own short transaction, retried through blips --------------
     def _claim(self) -> Optional[Job]:
@@ -83,7 +94,13 @@ class Runner:
         return with_retry(go)
 
     def _progress(self, p) -> None:
-        """Called by the pipeline after every layer and at each stage: record it, honour cancel."""
+        """Called by the pipeline after every layer, at each stage, and between evaluation
+        batches: record it and honour a cancel. Evaluation calls come often, so they touch the
+        database at most every EVAL_CHECK_SECONDS."""
+        now = time.monotonic()
+        if p.layer is None and p.stage == self._last_stage and now - self._last_write < EVAL_CHECK_SECONDS:
+            return
+        self._last_stage, self._last_write = p.stage, now
 
         def go():
             with self.maker() as s:
@@ -95,14 +112,27 @@ class Runner:
 
                     raise Cancelled()
                 progress = self._progress_dict(p, job.progress or {})
-                job.progress = progress
+                if p.stage == "evaluating" and job.status == st.RUNNING:
+                    jobs.transition(s, job, st.EVALUATING, where=[Job.lease_owner == self.owner], progress=progress)
+                elif not s.execute(update(Job).where(Job.id == job.id, Job.lease_owner == self.owner,
+                                                     Job.status == job.status, Job.cancel_requested.is_(False))
+                                   .values(progress=progress).execution_options(synchronize_session=False)).rowcount:
+                    raise jobs.Conflict(job, job.status)
                 if p.stage == "pruning" and p.layer is not None:
                     jobs.add_event(s, job, "layer_done", progress)
-                elif p.stage == "evaluating" and job.status == st.RUNNING:
-                    jobs.transition(s, job, st.EVALUATING)
                 s.commit()
 
-        with_retry(go)
+        self._until_settled(go)
+
+    def _until_settled(self, go, tries: int = 10) -> None:
+        """Run `go` (one transaction) again when another writer won a race on the row (a cancel,
+        the reaper): the next read sees the winner, and `go` decides again from it."""
+        for _ in range(tries):
+            try:
+                return with_retry(go)
+            except jobs.Conflict:
+                continue
+        raise LeaseLost(self.job_id)
 
     def _progress_dict(self, p, previous: dict[str, Any]) -> dict[str, Any]:
         """Stages other than pruning keep the last layer counts (they have none of their own)."""
@@ -119,20 +149,25 @@ class Runner:
         return out
 
     def _finish(self, new: str, error=None, result=None, files=()) -> None:
+        """Record the outcome, conditioned on our lease: a cancel that raced it is re-read and
+        the job still ends once (running -> cancelling -> cancelled, or cancelling -> succeeded
+        when the work was already done)."""
+
         def go():
             with self.maker() as s:
                 job = s.get(Job, self.job_id)
-                if job.lease_owner != self.owner:
+                if job.lease_owner != self.owner or job.status in st.TERMINAL:
                     raise LeaseLost(self.job_id)
+                ours = [Job.lease_owner == self.owner]
+                if new == st.CANCELLED and job.status in (st.RUNNING, st.EVALUATING):
+                    jobs.transition(s, job, st.CANCELLING, where=ours)
+                jobs.transition(s, job, new, error=error, result=result, where=ours)
                 for f in files:
                     s.add(Artifact(tenant_id=job.tenant_id, job_id=job.id, name=f.name, location=f.location,
                                    size=f.size, sha256=f.sha256))
-                if new == st.CANCELLED and job.status in (st.RUNNING, st.EVALUATING):
-                    jobs.transition(s, job, st.CANCELLING)
-                jobs.transition(s, job, new, error=error, result=result)
                 s.commit()
 
-        with_retry(go)
+        self._until_settled(go)
 
     # -- the attempt, split between two processes -------------------------------------------------
     def claim(self) -> Optional[Job]:
