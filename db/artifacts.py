@@ -106,6 +106,15 @@ class LocalStore:
     def read_bytes(self, location: str) -> bytes:
         return self._path(location).read_bytes()
 
+    def staging_dirs(self, key: str) -> dict[Path, str]:
+        """Staging directories of publish_dir under `key` -> the name each was publishing (a job
+        id under "jobs"). Only a publish cut short (the process killed) leaves one behind."""
+        parent = self._path(key)
+        if not parent.is_dir():
+            return {}
+        return {p: p.name[1:].split(".staging-")[0] for p in parent.iterdir()
+                if p.name.startswith(".") and ".staging-" in p.name}
+
     def presigned_url(self, location: str, expires: int = 300) -> None:
         return None  # served by the API itself
 

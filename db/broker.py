@@ -4,8 +4,11 @@ The broker is a doorbell: the database stays the source of truth."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import logging
+from typing import Optional
 
 from celery import Celery
 
@@ -41,6 +44,52 @@ def _app(broker: str) -> Celery:
 
 def celery_app(settings: Settings) -> Celery:
     return _app(settings.broker)
+
+
+def _job_id(raw: bytes) -> Optional[str]:
+    """The job id a Celery (protocol 2) message carries: body = base64(JSON [args, kwargs, embed])."""
+    try:
+        message = json.loads(raw)
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return args[0] if args and isinstance(args[0], str) else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def held_job_ids(settings: Settings) -> Optional[set[str]]:
+    """Ids of the job messages waiting in the broker's queue for a worker (not those already
+    delivered), or None when this broker cannot be inspected (then callers fall back to time).
+    Redis: the queue's lists (kombu keeps one per priority step); filesystem: the queue folder."""
+    url, queue = settings.broker, settings.task_queue
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_timeout=5)
+            try:
+                names = [queue] + [f"{queue}\x06\x16{p}" for p in range(1, 10)]
+                raws = [raw for name in names for raw in client.lrange(name, 0, -1)]
+            finally:
+                client.close()
+        elif url.startswith("filesystem://"):
+            from pathlib import Path
+
+            folder = Path(url[len("filesystem://"):]) / "queue"
+            raws = []
+            for path in folder.glob(f"*.{queue}.msg"):
+                try:
+                    raws.append(path.read_bytes())
+                except FileNotFoundError:  # taken by a worker while we listed
+                    continue
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - broker down: nothing is known
+        log.warning("could not list the broker's queue", exc_info=True)
+        return None
+    return {job_id for job_id in map(_job_id, raws) if job_id}
 
 
 def enqueue(settings: Settings, job_id: str) -> bool:

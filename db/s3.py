@@ -73,6 +73,11 @@ class S3Store:
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
 
+    def staging_dirs(self, key: str) -> dict:
+        """None to clean here: objects are uploaded in place, and a job that ends without committing its
+        artifacts has its prefix deleted (worker.reaper)."""
+        return {}
+
     def presigned_url(self, location: str, expires: int = 300) -> str:
         return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": self._key(location)},
                                                   ExpiresIn=expires)

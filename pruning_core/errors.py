@@ -22,6 +22,12 @@ class ModelNotFound(TopiaryError):
     code = "model-not-found"
 
 
+class PathNotAllowed(TopiaryError):
+    """A local model path outside the directories this deployment lets jobs read."""
+
+    code = "path-not-allowed"
+
+
 class UnsupportedArchitecture(TopiaryError):
     code = "unsupported-architecture"
 

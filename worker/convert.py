@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from db.artifacts import store_for
+from db.paths import PathNotAllowed, allowed_model_dir
 from db.settings import Settings
 
 
@@ -31,9 +32,33 @@ def to_pipeline_job(spec: dict[str, Any], settings: Settings, device: str):
     evaluation = EvalSpec(tuple(ev.get("datasets", ["wikitext2"])), ev.get("seqlen"), ev.get("limit"),
                           tasks=tuple(ev.get("tasks") or ()), task_limit=ev.get("task_limit"))
     wanted = spec.get("device", "auto")
-    return Job(model=spec["model_source"]["source"], spec=prune, evaluation=evaluation,
+    return Job(model=model_to_open(spec["model_source"], settings), spec=prune, evaluation=evaluation,
                device=device if wanted == "auto" else wanted)
 
 
+def model_to_open(source: dict[str, str], settings: Settings) -> str:
+    """What the pipeline opens: a local directory checked against this worker's allowed roots
+    now, and passed on resolved (the registered path may have become a symlink out of the
+    root since the API checked it); bundled names and hub ids as they are."""
+    if source["kind"] != "local":
+        return source["source"]
+    from pruning_core import errors
+
+    try:
+        return str(allowed_model_dir(source["source"], settings.allowed_model_roots))
+    except PathNotAllowed as exc:
+        raise errors.PathNotAllowed(f"model directory {source['source']}: {exc}") from None
+
+
+def work_root(settings: Settings) -> Path:
+    return settings.home / "work"
+
+
 def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
-    return settings.home / "work" / f"{job_id}-{attempt}"
+    return work_root(settings) / f"{job_id}-{attempt}"
+
+
+def parse_work_dir(path: Path) -> Optional[tuple[str, int]]:
+    """(job id, attempt) of a work_dir path, or None for anything else found there."""
+    job_id, _, attempt = path.name.rpartition("-")
+    return (job_id, int(attempt)) if job_id and attempt.isdigit() else None

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
 from db import catalog
+from db.paths import PathNotAllowed, allowed_model_dir
 from db.artifacts import store_for
 from db.models import Artifact, Dataset, RegisteredModel, new_id
 
@@ -28,12 +29,12 @@ def _model_out(m: RegisteredModel) -> dict:
 
 def safe_model_dir(raw: str, roots: list[Path]) -> Path:
     """Resolve `raw` (following every symlink and '..') and accept it only inside an allowed root."""
-    if not roots:
-        raise Problem(403, "path-not-allowed", "Local models are disabled", "no TOPIARY_ALLOWED_MODEL_ROOTS configured")
-    path = Path(os.path.realpath(raw))
-    allowed = [Path(os.path.realpath(r)) for r in roots]
-    if not any(path == root or root in path.parents for root in allowed):
-        raise Problem(403, "path-not-allowed", "Path not allowed", "the model directory is outside the allowed roots",
+    try:
+        path = allowed_model_dir(raw, roots)
+    except PathNotAllowed as exc:
+        if exc.no_roots:
+            raise Problem(403, "path-not-allowed", "Local models are disabled", str(exc))
+        raise Problem(403, "path-not-allowed", "Path not allowed", str(exc),
                       errors=[{"field": "path", "message": "outside the allowed roots"}])
     if not (path / "config.json").is_file():
         raise Problem(422, "not-a-model", "Not a model directory", "the directory has no config.json",
