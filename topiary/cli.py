@@ -243,6 +243,18 @@ def worker(
     raise typer.Exit(supervise(worker_commands(gpu_list, device, loglevel)))
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse to start when the port is taken (an older service still running): its workers
+    would otherwise claim jobs for a service that cannot answer."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -254,11 +266,16 @@ def serve(
     setup: a SQLite file, kombu's filesystem broker and local artifacts under $TOPIARY_HOME."""
     from worker.launch import supervise, worker_commands
 
+    try:
+        gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
+    except ValueError:
+        fail(f"--gpus expects indices like 0,1; got {gpus!r}")
+    _check_port_free(host, port)
     _migrate()
     api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
                "--log-level", "warning"]
-    gpu_list = [int(g) for g in gpus.split(",")] if gpus else None
-    raise typer.Exit(supervise([(api_cmd, {})] + worker_commands(gpu_list, device)))
+    ready = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/healthz"
+    raise typer.Exit(supervise([(api_cmd, {})] + worker_commands(gpu_list, device), ready_url=ready))
 
 
 @app.command()

@@ -17,6 +17,7 @@ from db.broker import celery_app
 from db.engine import sessionmaker_for
 from db.settings import get_settings
 
+from .lifeline import die_with_parent
 from .runner import Heartbeat, Runner
 from .spare import Spares, describe_exit, run_job
 
@@ -28,7 +29,9 @@ app.conf.update(
     task_reject_on_worker_lost=True,  # a killed child's message goes back; the claim makes it harmless
     worker_prefetch_multiplier=1,
     worker_concurrency=1,
-    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # the job's lease lives in the database, not in the broker connection: a broker restart must
+    # not kill the running job (its message is redelivered later and finds the job taken)
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # ride out broker restarts
     task_default_queue=settings.task_queue,
@@ -40,8 +43,9 @@ spares = Spares()
 
 @worker_process_init.connect
 def _child_init(**_kwargs) -> None:
-    """A forked child must not reuse the parent's pooled database connections; it starts warming
-    its first job process right away."""
+    """A forked child dies with the Celery parent, must not reuse the parent's pooled database
+    connections, and starts warming its first job process right away."""
+    die_with_parent(os.getppid())
     sessionmaker_for.cache_clear()
     spares.warm()
 

@@ -14,25 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: get SIGKILL when the parent dies, so a killed worker leaves no orphan on the GPU."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: stdin EOF still ends an idle spare
-        pass
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
+from worker.lifeline import die_with_parent
 
 
 def main() -> int:
     parent = int(os.environ.get("TOPIARY_PARENT_PID", os.getppid()))
-    _die_with_parent(parent)
+    die_with_parent(parent)
     logging.basicConfig(level=os.environ.get("TOPIARY_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s job-process %(name)s: %(message)s")
     # the slow imports happen while the spare is idle, not while a job waits

@@ -3,7 +3,7 @@
 `topiary worker --gpus 0,1` starts one Celery worker process per GPU, each pinned with
 CUDA_VISIBLE_DEVICES; `--device cpu` starts one for the CPU. The supervisor itself runs the reaper
 (lease expiry, re-enqueueing lost jobs), fires due schedules, delivers webhooks (a thread), and
-stops its children on SIGINT/SIGTERM.
+stops its children on SIGINT/SIGTERM; they die with it if it is killed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Optional
 
 from db.settings import get_settings
 
-from .reaper import fire_schedules, reap_lapsed, ring_again
+from .lifeline import child_dies_with_us
+from .reaper import sweep
 from .webhooks import Deliverer
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,28 @@ def worker_commands(gpus: Optional[list[int]], device: str, loglevel: str = "WAR
     return [(base + [f"--hostname={device}@%h"], {**QUIET, "TOPIARY_WORKER_DEVICE": device})]
 
 
-def supervise(commands: list[tuple[list[str], dict]]) -> int:
-    """Start every command, run the reaper until a child exits or we are told to stop."""
+def _wait_ready(url: str, child: subprocess.Popen, timeout: float = 120.0) -> bool:
+    """True once `url` answers 200; False if `child` exits first (its port taken, say) or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return child.poll() is None
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] = None) -> int:
+    """Start every command, run the sweeps until a child exits or we are told to stop. Children
+    die with us (PR_SET_PDEATHSIG). With `ready_url`, the first command (the API) must answer it
+    before the others (workers, which claim jobs) start: a restart that cannot serve claims nothing."""
     settings = get_settings()
-    children = [subprocess.Popen(cmd, env={**os.environ, **env}) for cmd, env in commands]
-    deliverer = Deliverer(settings)
-    deliverer.start()
+    start = lambda cmd, env: subprocess.Popen(cmd, env={**os.environ, **env}, preexec_fn=child_dies_with_us())  # noqa: E731
+    children = []
     stopping = False
 
     def stop(signum, _frame):
@@ -52,16 +69,20 @@ def supervise(commands: list[tuple[list[str], dict]]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    next_sweep = 0.0
+    deliverer = Deliverer(settings)
     try:
+        if ready_url is not None:
+            children.append(start(*commands[0]))
+            if not _wait_ready(ready_url, children[0]):
+                log.error("the API did not come up at %s; no worker started", ready_url)
+                return 1
+            commands = commands[1:]
+        children += [start(cmd, env) for cmd, env in commands]
+        deliverer.start()
+        next_sweep = 0.0
         while not stopping and all(c.poll() is None for c in children):
             if time.monotonic() >= next_sweep:
-                try:
-                    reap_lapsed(settings)
-                    ring_again(settings)
-                    fire_schedules(settings)
-                except Exception:  # noqa: BLE001 - database restarting: next round
-                    log.warning("reaper round failed", exc_info=True)
+                sweep(settings)
                 next_sweep = time.monotonic() + settings.reaper_interval_seconds
             time.sleep(0.2)
     finally:
