@@ -28,21 +28,47 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
 
 class BodyLimit:
-    """Refuse JSON bodies over `limit` bytes from their Content-Length, before they are read.
-    Dataset uploads (/v1/datasets) enforce their own, larger limit while streaming. A plain ASGI
-    middleware: it costs nothing on requests it lets through."""
+    """Refuse request bodies over `limit` bytes: at once from a Content-Length that says so, else
+    by counting the bytes actually received (a chunked body declares no length). The body is read
+    here, at most `limit` bytes of it, and handed on to the app. Dataset uploads (/v1/datasets)
+    enforce their own, larger limit while streaming. A plain ASGI middleware."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and not scope["path"].startswith("/v1/datasets"):
-            declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > self.limit:
-                response = problems.problem_response(413, "payload-too-large", "Request body too large",
-                                                     f"the limit is {self.limit} bytes", scope["path"])
-                return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"].startswith("/v1/datasets"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: only a disconnect can come
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = problems.problem_response(413, "payload-too-large", "Request body too large",
+                                             f"the limit is {self.limit} bytes", scope["path"])
+        return await response(scope, receive, send)
 
 
 class NoNulInUrl:

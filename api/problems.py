@@ -63,10 +63,55 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status_code, slug, slug.replace("-", " ").capitalize(), detail, request.url.path,
                                 getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal-error", "Internal error", "the error was logged", request.url.path)
+    app.add_middleware(Unexpected)
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is down or restarting (not: a bad statement). Then clients should retry."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+
+    return isinstance(exc, (OperationalError, PoolTimeout)) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
+
+
+class Unexpected:
+    """Any exception a route did not turn into a problem becomes one here: 503 with Retry-After
+    while the database is unavailable, else 500; logged, never shown. It is answered like any
+    other response, so the connection stays usable (Starlette's outermost handler re-raises
+    after answering, and the server then drops the keep-alive connection without saying so).
+    A plain ASGI middleware."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watch(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:  # a stream failed midway: nothing left to answer with
+                raise
+            if database_unavailable(exc):
+                log.warning("database unavailable on %s %s: %s", scope["method"], scope["path"], type(exc).__name__)
+                response = problem_response(503, "service-unavailable", "Service unavailable",
+                                            "the database is unavailable; retry shortly", scope["path"],
+                                            {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                response = problem_response(500, "internal-error", "Internal error", "the error was logged",
+                                            scope["path"])
+            await response(scope, receive, send)
 
 
 PROBLEM_SCHEMA = {

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from db import catalog, schedules
+from db import catalog, egress, schedules
 
 Method = Literal[catalog.METHODS]  # type: ignore[valid-type]
 EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
@@ -245,6 +245,8 @@ _ALL_EVENTS = ["pruning_job.started", "pruning_job.succeeded", "pruning_job.fail
 def _http_url(v: Optional[str]) -> Optional[str]:
     if v is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", v):
         raise ValueError("must be an http:// or https:// URL")
+    if v is not None:
+        egress.split(v)  # a host and a numeric port; where it may lead is the route's check (settings)
     return v
 
 

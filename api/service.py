@@ -42,7 +42,19 @@ def resolve_model(s: Session, tenant_id: str, ref: str) -> dict[str, str]:
                   errors=[{"field": "model", "message": "unknown model"}])
 
 
-def normalized_spec(s: Session, tenant_id: str, body: JobCreate) -> dict[str, Any]:
+def check_limits(body: JobCreate, settings: Settings) -> None:
+    """What this deployment lets one job ask for (Settings.max_calibration_tokens)."""
+    cal = body.calibration
+    tokens = cal.nsamples * cal.seqlen
+    if tokens > settings.max_calibration_tokens:
+        message = (f"nsamples x seqlen = {tokens} calibration tokens; this deployment allows at most "
+                   f"{settings.max_calibration_tokens} (TOPIARY_MAX_CALIBRATION_TOKENS)")
+        raise Problem(422, "validation-error", "Request is not valid", f"calibration: {message}",
+                      errors=[{"field": "calibration.nsamples", "message": message}])
+
+
+def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCreate) -> dict[str, Any]:
+    check_limits(body, settings)
     spec = body.model_dump(mode="json", exclude={"metadata"})
     spec["model_source"] = resolve_model(s, tenant_id, body.model)
     source = body.calibration.source
@@ -82,7 +94,7 @@ def _claim_key(s: Session, tenant_id: str, key: str, fingerprint: str) -> Option
 def create_job(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
                idempotency_key: Optional[str]) -> tuple[int, dict[str, Any], bool]:
     """Returns (status code, body, replayed)."""
-    spec = normalized_spec(s, tenant_id, body)
+    spec = normalized_spec(s, settings, tenant_id, body)
     if idempotency_key is not None:
         replay = _claim_key(s, tenant_id, idempotency_key, _fingerprint(spec, body.metadata))
         if replay is not None:

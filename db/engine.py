@@ -26,9 +26,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    # No pre-ping: it would cost a round trip on every checkout. A connection broken by a server
-    # restart fails one statement, SQLAlchemy then drops the whole pool, and workers retry.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # Pre-ping: a connection broken by a server restart is found and replaced at checkout, so
+    # after a restart no request fails on a dead pooled connection (without it, the first
+    # statement of each process failed once).
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, pool_pre_ping=True)
 
 
 @functools.lru_cache(maxsize=8)

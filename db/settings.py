@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # delays before the 2nd, 3rd, ... webhook attempt (Svix-like, about a day); then it has failed
     webhook_retry_seconds: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
     webhook_timeout_seconds: float = 15.0  # a 2xx within this counts as delivered
+    # webhook receivers may be public addresses only, plus these networks (CIDR, e.g. "10.1.0.0/16")
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    # the most a job may ask for, refused at submission (422): calibration tokens (nsamples x
+    # seqlen) are held as every block's inputs, so they bound a job's memory and time
+    max_calibration_tokens: int = 1 << 20
     enqueue: bool = True  # tests of the API alone switch this off
 
     @property

@@ -54,12 +54,20 @@ async def _stream(request: Request, job_id: str, after: int):
     maker = sessionmaker_for(request.app.state.settings.db_url)
 
     def fetch(last: int):
+        """New events, and whether the stream is over: the client already has the terminal event
+        (it resumed from an id at or past it), so nothing newer can ever come."""
         with maker() as s:
-            return jobs.events_after(s, job_id, last, 500)
+            events = jobs.events_after(s, job_id, last, 500)
+            if events:
+                return events, False
+            final = jobs.terminal_event(s, job_id)
+            return events, final is not None and final.id <= last
 
     last, beat = after, time.monotonic()
     while not await request.is_disconnected():
-        events = await run_in_threadpool(fetch, last)
+        events, over = await run_in_threadpool(fetch, last)
+        if over:
+            return
         for e in events:
             last = e.id
             yield f"id: {e.id}\nevent: {e.type}\ndata: {wire.orjson.dumps(_out(e)).decode()}\n\n"

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import webhooks
+from db import egress, webhooks
 from db.models import WebhookDelivery, WebhookEndpoint
 
 from .. import crud, wire
-from ..deps import Principal, require, session
+from ..deps import Principal, require, session, settings
 from ..problems import Problem
 from ..schemas import DeliveryOut, Page, WebhookCreate, WebhookOut, WebhookUpdate
 
@@ -36,12 +36,26 @@ def _delivery(d: WebhookDelivery) -> dict:
             "delivered_at": wire.ts(d.delivered_at), "payload": d.payload}
 
 
+def _check_url(url, cfg) -> None:
+    """Refuse, early, a URL that names an internal address (db/egress.py); the deliverer checks
+    the resolved address again before every attempt."""
+    if url is None:
+        return
+    try:
+        egress.check_url(url, cfg.webhook_allowed_networks)
+    except egress.Refused as exc:
+        raise Problem(422, "validation-error", "Request is not valid", f"url: {exc}",
+                      errors=[{"field": "url", "message": str(exc)}])
+
+
 def _load(s: Session, p: Principal, endpoint_id: str) -> WebhookEndpoint:
     return crud.owned(s, WebhookEndpoint, endpoint_id, p.tenant_id, "webhook endpoint")
 
 
 @router.post("", status_code=201, response_model=WebhookOut)
-def create_endpoint(body: WebhookCreate, s: Session = Depends(session), p: Principal = Depends(require("jobs:write"))):
+def create_endpoint(body: WebhookCreate, s: Session = Depends(session), cfg=Depends(settings),
+                    p: Principal = Depends(require("jobs:write"))):
+    _check_url(body.url, cfg)
     e = WebhookEndpoint(tenant_id=p.tenant_id, url=body.url, events=list(dict.fromkeys(body.events)),
                         secret=webhooks.new_secret())
     s.add(e)
@@ -61,8 +75,9 @@ def get_endpoint(endpoint_id: str, s: Session = Depends(session), p: Principal =
 
 
 @router.patch("/{endpoint_id}", response_model=WebhookOut)
-def update_endpoint(endpoint_id: str, body: WebhookUpdate, s: Session = Depends(session),
+def update_endpoint(endpoint_id: str, body: WebhookUpdate, s: Session = Depends(session), cfg=Depends(settings),
                     p: Principal = Depends(require("jobs:write"))):
+    _check_url(body.url, cfg)
     e = _load(s, p, endpoint_id)
     crud.apply(e, body, lambda field, value: list(dict.fromkeys(value)) if field == "events" else value)
     s.commit()

@@ -29,7 +29,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 def service(tmp_path_factory, model_root):
     with postgres_database() as url:
         alembic(url, "upgrade", "head")
-        svc = Service(tmp_path_factory.mktemp("dash"), url, "redis://127.0.0.1:6379/14", model_root)
+        svc = Service(tmp_path_factory.mktemp("dash"), url, "redis://127.0.0.1:6379/14", model_root,
+                      TOPIARY_WEBHOOK_ALLOWED_NETWORKS='["127.0.0.0/8"]')
         try:
             svc.register("tiny", path=str(model_root / "tiny"))
             svc.register("deeper", path=str(model_root / "deeper"))

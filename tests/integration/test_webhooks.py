@@ -73,7 +73,7 @@ def test_signed_deliveries_are_retried_until_accepted(tmp_path, pg_url, model_ro
     from standardwebhooks import Webhook
 
     receiver = Receiver(fail_first=1)  # every message fails once, then is accepted
-    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root, TOPIARY_WEBHOOK_RETRY_SECONDS="[1, 1]")
+    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root, TOPIARY_WEBHOOK_RETRY_SECONDS="[1, 1]", TOPIARY_WEBHOOK_ALLOWED_NETWORKS='["127.0.0.0/8"]')
     try:
         svc.register("tiny", path=str(model_root / "tiny"))
         endpoint = svc.http.post("/v1/webhook_endpoints", json={"url": receiver.url}).json()
