@@ -89,7 +89,9 @@ def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow
     for done, name in enumerate(spec.datasets):
         notify(Progress(stage, done, steps))
         ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
-        value, windows = perplexity(model, ids, seqlen, spec.limit, device)
+        # every batch reports, so a cancel is honoured between windows, not after the dataset
+        value, windows = perplexity(model, ids, seqlen, spec.limit, device,
+                                    progress=lambda *_, d=done: notify(Progress(stage, d, steps)))
         ppl[name] = {"ppl": value, "windows": windows, "seqlen": seqlen}
     tasks = {}
     if spec.tasks:

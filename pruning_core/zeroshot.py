@@ -165,7 +165,8 @@ def _plan(pairs: list[tuple[list[int], list[int]]], batch_size: int, max_length:
 
 @torch.no_grad()
 def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
-                   max_length: Optional[int] = None, blockwise: Optional[bool] = None) -> list[tuple[float, bool]]:
+                   max_length: Optional[int] = None, blockwise: Optional[bool] = None,
+                   progress: Optional[Callable[[int, int], None]] = None) -> list[tuple[float, bool]]:
     """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
     Pairs are batched longest first with right padding. No attention mask is needed: causal
     attention keeps every real position from seeing the padding after it, and positions count
@@ -190,7 +191,7 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batc
             at += n
         return out
 
-    scored = map_batches(model, [ids for _, _, ids in plan], device, score, blockwise)
+    scored = map_batches(model, [ids for _, _, ids in plan], device, score, blockwise, progress)
     out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
     for (chunk, _, _), results in zip(plan, scored):
         for i, result in zip(chunk, results):
@@ -199,11 +200,11 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batc
 
 
 def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8,
-                  blockwise: Optional[bool] = None) -> dict:
+                  blockwise: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """acc (and acc_norm where the harness reports it) over `items`, computed on `device`."""
     task = TASKS[name]
     pairs = [encode_pair(tokenizer, c, x) for it in items for c, x in it.requests()]
-    scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise)
+    scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise, progress=progress)
     acc = acc_norm = 0
     k = 0
     for it in items:
@@ -226,10 +227,13 @@ def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_
 def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
               progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None) -> dict[str, dict]:
     """Every task in `names` on `device`: the whole model there when it fits, else one block at
-    a time (`blockwise` None: evaluate.map_batches decides by free memory)."""
+    a time (`blockwise` None: evaluate.map_batches decides by free memory). `progress(tasks done,
+    tasks)` is also called after every batch, so a caller can stop between batches."""
     out = {}
     for done, name in enumerate(names):
-        if progress:
-            progress(done, len(names))
-        out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device, blockwise=blockwise)
+        tick = progress and (lambda *_, d=done: progress(d, len(names)))
+        if tick:
+            tick()
+        out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device, blockwise=blockwise,
+                                  progress=tick)
     return out
