@@ -71,50 +71,38 @@ def _fingerprint(spec: dict[str, Any], metadata: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps([spec, metadata], sort_keys=True).encode()).hexdigest()
 
 
-def _claim_key(s: Session, tenant_id: str, key: str, fingerprint: str) -> Optional[tuple[int, dict]]:
-    """Reserve `key`, or return the response to replay. Raises 409 (in flight) / 422 (other body)."""
-    s.add(IdempotencyRecord(tenant_id=tenant_id, key=key, fingerprint=fingerprint))
-    try:
-        s.commit()
-        return None
-    except IntegrityError:
-        s.rollback()
+def _replay(s: Session, tenant_id: str, key: str, fingerprint: str) -> tuple[int, dict]:
+    """The first response for `key`, or 422 when the key came with another body. The key's row is
+    written in the transaction that creates its job, so a stored key always has its response."""
     record = s.get(IdempotencyRecord, (tenant_id, key))
-    if record is None:  # expired between the insert and the read: treat as new next time
+    if record is None or record.status_code is None:  # vanished since the conflict: let the client retry
         raise Problem(409, "idempotency-conflict", "Request in flight", "retry this request")
     if record.fingerprint != fingerprint:
         raise Problem(422, "idempotency-key-reuse", "Idempotency-Key reused",
                       "this key was used with a different request body")
-    if record.status_code is None:
-        raise Problem(409, "idempotency-conflict", "Request in flight",
-                      "a request with this Idempotency-Key is still being processed; retry later")
     return record.status_code, record.response or {}
 
 
 def create_job(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
                idempotency_key: Optional[str]) -> tuple[int, dict[str, Any], bool]:
-    """Returns (status code, body, replayed)."""
+    """Returns (status code, body, replayed). The job row and its Idempotency-Key row commit in
+    one transaction: a request that dies midway (the database restarting) leaves neither, and a
+    concurrent twin waits on the key's row, then replays the winner's response."""
     spec = normalized_spec(s, settings, tenant_id, body)
-    if idempotency_key is not None:
-        replay = _claim_key(s, tenant_id, idempotency_key, _fingerprint(spec, body.metadata))
-        if replay is not None:
-            return replay[0], replay[1], True
+    fingerprint = _fingerprint(spec, body.metadata)
     try:
         job = jobs.create_job(s, tenant_id, spec, body.metadata)
+        payload = job_out(job)
+        if idempotency_key is not None:
+            s.add(IdempotencyRecord(tenant_id=tenant_id, key=idempotency_key, fingerprint=fingerprint,
+                                    status_code=201, response=payload))
         s.commit()
-    except Exception:
+    except IntegrityError:
         s.rollback()
-        if idempotency_key is not None:  # nothing is saved for a failed request: the key is free again
-            record = s.get(IdempotencyRecord, (tenant_id, idempotency_key))
-            if record is not None:
-                s.delete(record)
-                s.commit()
-        raise
-    payload = job_out(job)
-    if idempotency_key is not None:
-        record = s.get(IdempotencyRecord, (tenant_id, idempotency_key))
-        record.status_code, record.response = 201, payload
-        s.commit()
+        if idempotency_key is None:
+            raise
+        code, first = _replay(s, tenant_id, idempotency_key, fingerprint)
+        return code, first, True
     if settings.enqueue:
         broker.enqueue(settings, job.id)
     return 201, payload, False

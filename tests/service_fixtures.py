@@ -100,8 +100,12 @@ class Service:
                 time.sleep(0.2)
         raise RuntimeError(f"API did not start: {self.log_text()}")
 
+    @staticmethod
+    def worker_cmd() -> list[str]:
+        return [sys.executable, "-m", "topiary.cli", "worker", "--device", "cpu"]
+
     def start_worker(self):
-        self.worker = self._spawn("worker", [sys.executable, "-m", "topiary.cli", "worker", "--device", "cpu"])
+        self.worker = self._spawn("worker", self.worker_cmd())
 
     def kill_worker(self):
         os.killpg(self.worker.pid, signal.SIGKILL)  # supervisor, celery parent and the job's child
