@@ -4,7 +4,6 @@ resumes from Last-Event-ID and ends after the terminal status event."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Optional
 

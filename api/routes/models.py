@@ -3,7 +3,6 @@ calibration datasets (plain text or JSON lines, size-limited)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 

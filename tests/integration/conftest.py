@@ -45,6 +45,18 @@ def client(settings):
 
 
 @pytest.fixture
+def tenant(db_url) -> str:
+    """A fresh tenant's id, for tests that write job rows through the repository."""
+    from db import keys
+    from db.engine import sessionmaker_for
+
+    with sessionmaker_for(db_url)() as s:
+        tenant = keys.create_key(s, f"t-{secrets.token_hex(4)}", ["jobs:read"])[0].tenant_id
+        s.commit()
+    return tenant
+
+
+@pytest.fixture
 def make_key(db_url):
     """make_key(scopes, tenant=None) -> Authorization headers for a fresh key (fresh tenant by default)."""
     from db import keys

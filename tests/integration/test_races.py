@@ -5,24 +5,14 @@ released together."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 
-import pytest
 
-from db import jobs, keys, status as st
+from db import jobs, status as st
 from db.engine import sessionmaker_for
 from db.models import Job, JobEvent
 
 ROUNDS = 50
-
-
-@pytest.fixture
-def tenant(db_url):
-    with sessionmaker_for(db_url)() as s:
-        tenant = keys.create_key(s, f"race-{secrets.token_hex(4)}", ["jobs:read"])[0].tenant_id
-        s.commit()
-    return tenant
 
 
 def _new_job(db_url, tenant, claimed_by=None) -> str:

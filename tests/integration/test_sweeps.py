@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from db import broker, jobs, keys, status as st
+from db import broker, jobs, status as st
 from db.engine import sessionmaker_for
 from db.models import Job, Schedule, utcnow
 from db.settings import Settings
@@ -22,14 +22,6 @@ def settings(db_url, tmp_path):
     redis = "redis://127.0.0.1:6379/13" if db_url.startswith("postgresql") else None
     return Settings(home=tmp_path, database_url=db_url, broker_url=redis, artifacts_dir=tmp_path / "artifacts",
                     task_queue=f"sweep-{secrets.token_hex(4)}", requeue_after_seconds=60)
-
-
-@pytest.fixture
-def tenant(db_url):
-    with sessionmaker_for(db_url)() as s:
-        tenant = keys.create_key(s, f"sweep-{secrets.token_hex(4)}", ["jobs:read"])[0].tenant_id
-        s.commit()
-    return tenant
 
 
 def _job(db_url, tenant, **values) -> str:

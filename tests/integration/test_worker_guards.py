@@ -14,7 +14,7 @@ import pytest
 
 from db import jobs, keys, status as st
 from db.engine import sessionmaker_for
-from db.models import Job, WebhookDelivery, WebhookEndpoint
+from db.models import WebhookDelivery, WebhookEndpoint
 from service_fixtures import Receiver
 
 
