@@ -100,6 +100,7 @@ class JobCreate(Body):
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal[catalog.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
 
     @field_validator("metadata")

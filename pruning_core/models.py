@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelNotFound
+from .errors import ModelNotFound, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ BUNDLED = {
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# "auto" keeps the checkpoint's own dtype (config.torch_dtype): a bf16 model stays bf16 in memory
+# and in the output; layer math is float32 on the compute device whatever the storage dtype
+DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 def topiary_home() -> Path:
@@ -106,17 +109,20 @@ def resolve(ref: str) -> str:
     raise ModelNotFound(f"unknown model {ref!r}: not a bundled name ({', '.join(BUNDLED)}), a model directory or a hub id", "model")
 
 
-def load(ref: str, dtype: str = "float32"):
-    """Load (model, tokenizer) on the CPU in `dtype`. Hub ids need a network."""
+def load(ref: str, dtype: str = "auto"):
+    """Load (model, tokenizer) on the CPU in `dtype` (DTYPE_CHOICES; "auto": the checkpoint's
+    own). Hub ids need a network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype not in DTYPE_CHOICES:
+        raise SpecError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}", "dtype")
     location = resolve(ref)
-    if location.endswith(".gguf"):
+    if location.endswith(".gguf"):  # dequantized to float32 by the conversion
         model, tokenizer = _load_gguf(Path(location).parent, Path(location).name)
-        return model.to(DTYPES[dtype]), tokenizer
+        return (model if dtype == "auto" else model.to(DTYPES[dtype])), tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=DTYPES.get(dtype, "auto"))
     except OSError as exc:
         raise ModelNotFound(f"cannot load model {ref!r}: {str(exc).splitlines()[0]}", "model") from exc
     return model, tokenizer

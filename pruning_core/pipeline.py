@@ -57,7 +57,7 @@ class Job:
     model: str
     spec: PruneSpec
     evaluation: EvalSpec = field(default_factory=EvalSpec)
-    dtype: str = "float32"
+    dtype: str = "auto"  # models.DTYPE_CHOICES
     device: str = "auto"
 
 
@@ -170,6 +170,7 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     timings["eval_pruned"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     report = build_report(job, result, dense, pruned, device, timings)
+    report["dtype_stored"] = str(next(model.parameters()).dtype).removeprefix("torch.")  # what "auto" found
     notify(Progress("saving", 0, 0))
     export.publish(Path(out_dir), model, tokenizer, result.masks, report)
     return report

@@ -118,7 +118,7 @@ def prune(
     task_limit: Optional[int] = typer.Option(None, help="Score at most this many items per zero-shot task."),
     dense_eval: bool = typer.Option(True, "--dense-eval/--no-dense-eval", help="Also evaluate the dense model."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
-    dtype: str = typer.Option("float32", help="Model dtype: float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", help="Storage dtype: auto (the checkpoint's own), float32, bfloat16, float16."),
     out: Path = typer.Option(..., help="Output directory (must not exist or be empty)."),
     data_dir: Optional[Path] = typer.Option(None, help="Data directory (default: $TOPIARY_DATA_DIR or ../shared/data)."),
     allow_download: bool = typer.Option(False, help="Fetch missing datasets from the Hugging Face hub."),
@@ -126,13 +126,13 @@ def prune(
 ) -> None:
     """Prune a model, evaluate it, and write model/, masks.safetensors and report.json to --out."""
     from pruning_core import CalibrationSpec, Pattern, PruneSpec, TopiaryError
-    from pruning_core.models import DTYPES
+    from pruning_core.models import DTYPE_CHOICES
     from pruning_core.quant import QuantSpec
     from pruning_core.pipeline import EvalSpec, Job, run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if dtype not in DTYPES:
-        fail(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if dtype not in DTYPE_CHOICES:
+        fail(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}")
     try:
         pat = Pattern.parse(pattern)
         if pat.is_nm and sparsity is not None and abs(sparsity - pat.sparsity) > 1e-9:

@@ -33,7 +33,7 @@ def to_pipeline_job(spec: dict[str, Any], settings: Settings, device: str):
                           tasks=tuple(ev.get("tasks") or ()), task_limit=ev.get("task_limit"))
     wanted = spec.get("device", "auto")
     return Job(model=model_to_open(spec["model_source"], settings), spec=prune, evaluation=evaluation,
-               device=device if wanted == "auto" else wanted)
+               dtype=spec.get("dtype", "auto"), device=device if wanted == "auto" else wanted)
 
 
 def model_to_open(source: dict[str, str], settings: Settings) -> str:

@@ -88,3 +88,13 @@ def test_webhook_urls_that_lead_inside_are_refused(client, make_key, url):
     r = client.patch(f"/v1/webhook_endpoints/{ok.json()['id']}", json={"url": url}, headers=auth)
     assert r.status_code == 422
     assert client.get("/v1/webhook_endpoints", headers=auth).json()["data"][0]["url"].startswith("https://hooks")
+
+
+def test_dtype_is_part_of_the_job_spec(client, make_key):
+    auth = make_key()
+    assert client.post("/v1/jobs", json=MINIMAL, headers=auth).json()["spec"]["dtype"] == "auto"
+    r = client.post("/v1/jobs", json={**MINIMAL, "dtype": "bfloat16"}, headers=auth)
+    assert r.status_code == 201 and r.json()["spec"]["dtype"] == "bfloat16"
+    r = client.post("/v1/jobs", json={**MINIMAL, "dtype": "float64"}, headers=auth)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "dtype"
+    assert _job_count(client, auth) == 2

@@ -14,3 +14,4 @@ def test_models_and_datasets_match():
     assert set(catalog.EVAL_DATASETS) == set(data.EVAL_DATASETS)
     assert set(catalog.CALIB_DATASETS) == set(data.CALIB_FILES)
     assert catalog.ZERO_SHOT_TASKS == tuple(zeroshot.TASKS)
+    assert catalog.DTYPES == models.DTYPE_CHOICES
