@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .blocks import BlockInputs, activation_store, capture_inputs, find_blocks, run_block, target_linears
+from .blocks import BlockInputs, activation_store, capture_inputs, run_block, target_linears
 from .methods import METHODS
 from .numerics import no_tf32
+from .source import Resident
 from .spec import PruneSpec
 from .stats import GramAccumulator, LayerStats, relative_error
 
@@ -150,21 +151,41 @@ def prune_model(
     The model's weights may live on the CPU; each block is moved to `device` only while it is
     processed. `progress` is called after every layer; it may raise `errors.Cancelled` to stop
     between layers (the model is then partially pruned and should be discarded)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return prune_blocks(Resident(model), calib_ids, spec, device, progress, batch_size)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def prune_blocks(
+    source,
+    calib_ids: torch.Tensor,
+    spec: PruneSpec,
+    device: str | torch.device = "cpu",
+    progress: Optional[ProgressFn] = None,
+    batch_size: int = 8,
+) -> PruneResult:
+    """The block loop (algorithms.md, the sequential driver), fed by a block source
+    (source.Resident or source.Streamed): capture block 0's inputs once, then per block:
+    accumulate the statistics of every target linear's input, prune them, hand the block to
+    the source as finished, and run the pruned block to produce the next block's inputs."""
     device = torch.device(device)
     method = METHODS[spec.method]
     options = spec.method_options()
     notify = progress or (lambda p: None)
     t_start = time.perf_counter()
-    was_training = model.training
-    model.eval()
+    model, blocks, block_path = source.model, source.blocks, source.block_path
 
-    block_path, blocks = find_blocks(model)
     per_block = len(target_linears(blocks[0], f"{block_path}.0", spec.ignore))
     total = per_block * len(blocks)
     notify(Progress("calibrating", 0, total))
     hidden_size = model.get_input_embeddings().weight.shape[1]
     store = activation_store(device, calib_ids.numel() * hidden_size * 4)
-    inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
+    with source.outside(device):
+        inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
 
     reports: list[LayerReport] = []
     packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
@@ -175,24 +196,25 @@ def prune_model(
         log.info("%s sparsity=%.4f rel_error=%.3e %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
         notify(Progress("pruning", len(reports), total, report, time.perf_counter() - t_start))
 
-    for index, block in enumerate(blocks):
+    for index in range(len(blocks)):
         prefix = f"{block_path}.{index}"
-        home = next(block.parameters()).device  # where the block lives between visits
-        block.to(device)
-        linears = target_linears(block, prefix, spec.ignore)
-        hooks = _StatsHooks(linears, device)
+        block = source.open(index, device)
         try:
-            for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
-                run_block(block, BlockInputs([hidden], [kwargs]), device, store)
-                hooks.end_batch()
+            linears = target_linears(block, prefix, spec.ignore)
+            hooks = _StatsHooks(linears, device)
+            try:
+                for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+                    run_block(block, BlockInputs([hidden], [kwargs]), device, store)
+                    hooks.end_batch()
+            finally:
+                hooks.remove()
+            stats = hooks.stats()
+            _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
+            del stats, hooks
+            source.finished(index)
+            inputs.hidden = run_block(block, inputs, device, store)
         finally:
-            hooks.remove()
-        stats = hooks.stats()
-        _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
-        del stats, hooks
-        inputs.hidden = run_block(block, inputs, device, store)
-        block.to(home)
-    model.train(was_training)
+            source.close(index)
     result = PruneResult(reports, packed, time.perf_counter() - t_start)
     notify(Progress("done", total, total, None, result.seconds))
     return result

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import nn
 
-from .blocks import activation_store, capture_inputs, find_blocks, move_outside_blocks, run_block
+from .blocks import activation_store, capture_inputs, run_block
+from .source import Resident, Streamed
 
 ProgressFn = Callable[[int, int], None]
 
@@ -75,11 +76,14 @@ def _groups(batches: list[torch.Tensor], bytes_per_token: int, budget: int) -> I
 
 
 def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: BatchFn,
-                blockwise: Optional[bool] = None, progress: Optional[ProgressFn] = None) -> list:
+                blockwise: Optional[bool] = None, progress: Optional[ProgressFn] = None, source=None) -> list:
     """[fn(model, batch on `device`, batch index) for each batch], where calling the model (or its
     base_model) inside `fn` gives what the whole model on `device` gives. `blockwise` None picks
-    block-sequential evaluation only when the model does not fit. Progress counts rows."""
+    block-sequential evaluation only when the model does not fit; a streamed `source` (its
+    blocks read from disk one at a time) is always block-sequential. Progress counts rows."""
     device = torch.device(device)
+    if isinstance(source, Streamed):
+        blockwise = True
     if blockwise is None:
         blockwise = not fits_on(model, device)
     rows = sum(b.shape[0] for b in batches)
@@ -93,9 +97,10 @@ def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: Batch
                 if progress:
                     progress(done, rows)
         return out
+    source = source or Resident(model)
     bytes_per_token = model.get_input_embeddings().weight.shape[1] * next(model.parameters()).element_size()
     for group in _groups(batches, bytes_per_token, BLOCKWISE_GROUP_BYTES):
-        with _replayed(model, group, device, progress and (lambda d, _: progress(done + d, rows))):
+        with _replayed(source, group, device, progress and (lambda d, _: progress(done + d, rows))):
             for batch in group:
                 out.append(fn(model, batch.to(device), len(out)))
         done += sum(b.shape[0] for b in group)
@@ -119,39 +124,39 @@ class _Replay(nn.Module):
 
 
 @contextlib.contextmanager
-def _replayed(model, batches: list[torch.Tensor], device, progress: Optional[ProgressFn]) -> Iterator[None]:
-    """Push every batch through one decoder block at a time (each block visits the device once),
-    then, for the duration, swap the block list for a replay of the last block's outputs and put
-    the embeddings, final norm and lm_head on `device`: the model's forward, called once per
-    batch in order, finishes the job."""
-    block_path, blocks = find_blocks(model)
+def _replayed(source, batches: list[torch.Tensor], device, progress: Optional[ProgressFn]) -> Iterator[None]:
+    """Push every batch through one decoder block at a time (each block visits the device once,
+    fetched from and returned to `source`), then, for the duration, swap the block list for a
+    replay of the last block's outputs and put the embeddings, final norm and lm_head on
+    `device`: the model's forward, called once per batch in order, finishes the job."""
+    model, blocks, block_path = source.model, source.blocks, source.block_path
     rows = sum(b.shape[0] for b in batches)
     tokens = sum(b.numel() for b in batches)
     store = activation_store(device, tokens * model.get_input_embeddings().weight.shape[1] * 4)
-    inputs = capture_inputs(model, blocks, batches, device, store)
-    for index, block in enumerate(blocks):
-        home = next(block.parameters()).device
-        block.to(device)
-        inputs.hidden = run_block(block, inputs, device, store)
-        block.to(home)
+    with source.outside(device):
+        inputs = capture_inputs(model, blocks, batches, device, store)
+    for index in range(len(blocks)):
+        block = source.open(index, device)
+        try:
+            inputs.hidden = run_block(block, inputs, device, store)
+        finally:
+            source.close(index)
         if progress:  # the blocks are the bulk of the work: report them as rows done
             progress(rows * (index + 1) // (len(blocks) + 1), rows)
     parent_path, _, attr = block_path.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
     setattr(parent, attr, nn.ModuleList([_Replay(inputs.hidden, bool(inputs.returns_tuple), device)]))
-    home = model.get_input_embeddings().weight.device
-    move_outside_blocks(model, blocks, device)  # embeddings, final norm, lm_head
     try:
-        yield
+        with source.outside(device):  # embeddings, final norm, lm_head
+            yield
     finally:
         setattr(parent, attr, blocks)
-        move_outside_blocks(model, blocks, home)
 
 
 @torch.no_grad()
 def perplexity(model, token_ids: torch.Tensor, seqlen: int, limit: Optional[int] = None, device="cpu",
                batch_size: int = 4, progress: Optional[ProgressFn] = None,
-               blockwise: Optional[bool] = None) -> tuple[float, int]:
+               blockwise: Optional[bool] = None, source=None) -> tuple[float, int]:
     """Returns (perplexity, windows used). `token_ids` is the 1-D tokenized test text.
     `blockwise` None picks block-sequential evaluation only when the model does not fit."""
     windows = token_ids.numel() // seqlen
@@ -162,6 +167,6 @@ def perplexity(model, token_ids: torch.Tensor, seqlen: int, limit: Optional[int]
     ids = token_ids[: windows * seqlen].view(windows, seqlen)  # [windows, seqlen]
     nll = map_batches(model, list(ids.split(batch_size)), device,
                       lambda m, batch, _: _window_nll(m(input_ids=batch, use_cache=False).logits, batch),
-                      blockwise, progress)
+                      blockwise, progress, source)
     losses = [x for batch in nll for x in batch]
     return math.exp(sum(losses) / len(losses)), windows

@@ -49,15 +49,27 @@ def check_output_dir(out: Path) -> None:
 
 def publish(out: Path, model, tokenizer, masks, report: dict[str, Any]) -> Path:
     """Write everything to a temporary sibling directory, then rename it into place."""
-    out = Path(out)
+
+    def write_model(target: Path) -> None:
+        model.save_pretrained(target)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(target)
+
+    return _publish(Path(out), write_model, masks, report)
+
+
+def publish_dir(out: Path, model_dir: Path, masks, report: dict[str, Any]) -> Path:
+    """Like `publish`, for a model directory already written (shard by shard): it is moved in."""
+    return _publish(Path(out), lambda target: os.replace(model_dir, target), masks, report)
+
+
+def _publish(out: Path, write_model, masks, report: dict[str, Any]) -> Path:
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the published directory is an ordinary one
     try:
-        model.save_pretrained(tmp / "model")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp / "model")
+        write_model(tmp / "model")
         save_masks(masks, tmp / "masks.safetensors")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         if out.exists():

@@ -109,13 +109,17 @@ def resolve(ref: str) -> str:
     raise ModelNotFound(f"unknown model {ref!r}: not a bundled name ({', '.join(BUNDLED)}), a model directory or a hub id", "model")
 
 
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPE_CHOICES:
+        raise SpecError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}", "dtype")
+
+
 def load(ref: str, dtype: str = "auto"):
     """Load (model, tokenizer) on the CPU in `dtype` (DTYPE_CHOICES; "auto": the checkpoint's
     own). Hub ids need a network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if dtype not in DTYPE_CHOICES:
-        raise SpecError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}", "dtype")
+    check_dtype(dtype)
     location = resolve(ref)
     if location.endswith(".gguf"):  # dequantized to float32 by the conversion
         model, tokenizer = _load_gguf(Path(location).parent, Path(location).name)

@@ -7,7 +7,10 @@ Used by the CLI and the worker alike. Progress goes through one callback; it may
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -17,10 +20,13 @@ from typing import Any, Callable, Optional
 import torch
 
 from . import data, export, models, zeroshot
-from .driver import Progress, PruneResult, prune_model
-from .errors import SpecError
+from .checkpoint import LazyCheckpoint, shard_map
+from .driver import Progress, PruneResult, prune_blocks
+from .errors import ModelNotFound, SpecError
 from .evaluate import perplexity
 from .quant import mask_bits_per_weight
+from .shards import ShardWriter
+from .source import Resident, Streamed
 from .spec import PruneSpec
 
 log = logging.getLogger(__name__)
@@ -81,7 +87,7 @@ def versions() -> dict[str, str]:
 
 
 def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow_download, notify,
-              stage: str) -> dict[str, dict]:
+              stage: str, source=None) -> dict[str, dict]:
     """{"ppl": perplexity per requested dataset, "tasks": zero-shot results per task};
     `stage` is "evaluating-dense" or "evaluating"."""
     ppl: dict[str, dict] = {}
@@ -90,13 +96,14 @@ def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow
         notify(Progress(stage, done, steps))
         ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
         # every batch reports, so a cancel is honoured between windows, not after the dataset
-        value, windows = perplexity(model, ids, seqlen, spec.limit, device,
+        value, windows = perplexity(model, ids, seqlen, spec.limit, device, source=source,
                                     progress=lambda *_, d=done: notify(Progress(stage, d, steps)))
         ppl[name] = {"ppl": value, "windows": windows, "seqlen": seqlen}
     tasks = {}
     if spec.tasks:
         tasks = zeroshot.zero_shot(model, tokenizer, spec.tasks, device, root, spec.task_limit,
-                                   lambda done, _: notify(Progress(stage, len(spec.datasets) + done, steps)))
+                                   lambda done, _: notify(Progress(stage, len(spec.datasets) + done, steps)),
+                                   source=source)
     return {"ppl": ppl, "tasks": tasks}
 
 
@@ -141,36 +148,80 @@ def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, devic
     }
 
 
+def open_model(job: Job):
+    """(block source, tokenizer). A safetensors model directory (the bundled model's cache, a
+    hub snapshot) is opened lazily and streamed block by block; anything else (a GGUF file, a
+    hub id to download) is loaded whole."""
+    models.check_dtype(job.dtype)
+    location = models.resolve(job.model)
+    path = Path(location)
+    if path.is_dir() and shard_map(path) is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as exc:
+            raise ModelNotFound(f"cannot load the tokenizer of {job.model!r}: {str(exc).splitlines()[0]}", "model") from exc
+        return Streamed(LazyCheckpoint(path, job.dtype)), tokenizer
+    model, tokenizer = models.load(job.model, job.dtype)
+    return Resident(model), tokenizer
+
+
 def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
         data_root: Optional[Path] = None, allow_download: bool = False) -> dict[str, Any]:
-    """Run `job` end to end and publish into `out_dir`; returns the report."""
-    notify = progress or (lambda p: None)
-    export.check_output_dir(Path(out_dir))  # fail before an hour of work, not after
+    """Run `job` end to end and publish into `out_dir`; returns the report. A streamed model
+    writes each pruned block to a sibling work directory as it finishes; the published
+    directory appears, whole, only at the end."""
+    out = Path(out_dir)
+    export.check_output_dir(out)  # fail before an hour of work, not after
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
+    try:
+        return _run(job, out, work, progress or (lambda p: None), data_root, allow_download)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(job: Job, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:
     device = pick_device(job.device)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     notify(Progress("loading", 0, 0))
-    model, tokenizer = models.load(job.model, job.dtype)
+    source, tokenizer = open_model(job)
+    model, streamed = source.model, isinstance(source, Streamed)
     cal = job.spec.calibration
     calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen, cal.seed,
                                  data_root, allow_download)
     timings["load"] = time.perf_counter() - t0
     eval_seqlen = job.evaluation.seqlen or cal.seqlen
+    evaluate = functools.partial(_evaluate, model, tokenizer, job.evaluation, eval_seqlen, device, data_root,
+                                 allow_download, notify, source=source)
     dense = {}
     if job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):
         t = time.perf_counter()
-        dense = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify,
-                          "evaluating-dense")
+        dense = evaluate("evaluating-dense")
         timings["eval_dense"] = time.perf_counter() - t
-    result = prune_model(model, calib, job.spec, device, notify)
+    if streamed:
+        source.sink = ShardWriter(work / "model", len(source.blocks))
+    result = prune_blocks(source, calib, job.spec, device, notify)
+    if streamed:  # the rest of the model, then read the pruned shards back for evaluation
+        with source.outside("cpu"):
+            source.sink.write_outside(model, source.block_path)
+        source.sink.finish(model, tokenizer)
+        source.checkpoint.reopen(source.sink.directory)
     timings["prune"] = result.seconds
     t = time.perf_counter()
-    pruned = _evaluate(model, tokenizer, job.evaluation, eval_seqlen, device, data_root, allow_download, notify,
-                       "evaluating")
+    pruned = evaluate("evaluating")
     timings["eval_pruned"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     report = build_report(job, result, dense, pruned, device, timings)
     report["dtype_stored"] = str(next(model.parameters()).dtype).removeprefix("torch.")  # what "auto" found
+    report["streamed"] = streamed
+    if streamed:
+        report["peak_blocks_in_memory"] = source.checkpoint.peak_live
     notify(Progress("saving", 0, 0))
-    export.publish(Path(out_dir), model, tokenizer, result.masks, report)
+    if streamed:
+        export.publish_dir(out, source.sink.directory, result.masks, report)
+    else:
+        export.publish(out, model, tokenizer, result.masks, report)
     return report

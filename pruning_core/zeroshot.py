@@ -166,7 +166,7 @@ def _plan(pairs: list[tuple[list[int], list[int]]], batch_size: int, max_length:
 @torch.no_grad()
 def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
                    max_length: Optional[int] = None, blockwise: Optional[bool] = None,
-                   progress: Optional[Callable[[int, int], None]] = None) -> list[tuple[float, bool]]:
+                   progress: Optional[Callable[[int, int], None]] = None, source=None) -> list[tuple[float, bool]]:
     """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
     Pairs are batched longest first with right padding. No attention mask is needed: causal
     attention keeps every real position from seeing the padding after it, and positions count
@@ -191,7 +191,7 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batc
             at += n
         return out
 
-    scored = map_batches(model, [ids for _, _, ids in plan], device, score, blockwise, progress)
+    scored = map_batches(model, [ids for _, _, ids in plan], device, score, blockwise, progress, source)
     out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
     for (chunk, _, _), results in zip(plan, scored):
         for i, result in zip(chunk, results):
@@ -200,11 +200,12 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batc
 
 
 def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8,
-                  blockwise: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None) -> dict:
+                  blockwise: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None,
+                  source=None) -> dict:
     """acc (and acc_norm where the harness reports it) over `items`, computed on `device`."""
     task = TASKS[name]
     pairs = [encode_pair(tokenizer, c, x) for it in items for c, x in it.requests()]
-    scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise, progress=progress)
+    scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise, progress=progress, source=source)
     acc = acc_norm = 0
     k = 0
     for it in items:
@@ -225,7 +226,8 @@ def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_
 
 
 def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
-              progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None) -> dict[str, dict]:
+              progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None,
+              source=None) -> dict[str, dict]:
     """Every task in `names` on `device`: the whole model there when it fits, else one block at
     a time (`blockwise` None: evaluate.map_batches decides by free memory). `progress(tasks done,
     tasks)` is also called after every batch, so a caller can stop between batches."""
@@ -235,5 +237,5 @@ def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limi
         if tick:
             tick()
         out[name] = evaluate_task(model, tokenizer, name, load_items(name, root, limit), device, blockwise=blockwise,
-                                  progress=tick)
+                                  progress=tick, source=source)
     return out

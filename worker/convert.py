@@ -59,6 +59,7 @@ def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
 
 
 def parse_work_dir(path: Path) -> Optional[tuple[str, int]]:
-    """(job id, attempt) of a work_dir path, or None for anything else found there."""
-    job_id, _, attempt = path.name.rpartition("-")
+    """(job id, attempt) of a work_dir path, or of the pipeline's siblings of it (".<name>.work-…",
+    ".<name>.partial-…"); None for anything else found there."""
+    job_id, _, attempt = path.name.lstrip(".").split(".", 1)[0].rpartition("-")
     return (job_id, int(attempt)) if job_id and attempt.isdigit() else None

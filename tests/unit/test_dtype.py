@@ -32,8 +32,11 @@ def _run(model_dir, out, **job):
 
 
 def _stored_dtypes(model_dir) -> set:
-    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
-        return {f.get_slice(name).get_dtype() for name in f.keys()}
+    found = set()
+    for shard in model_dir.glob("model*.safetensors"):
+        with safe_open(str(shard), "pt") as f:
+            found |= {f.get_slice(name).get_dtype() for name in f.keys()}
+    return found
 
 
 def test_auto_keeps_bfloat16_from_input_to_output(bf16_dir, tmp_path):

@@ -1,0 +1,141 @@
+"""A model directory streamed block by block (checkpoint.LazyCheckpoint + source.Streamed +
+shards.ShardWriter) gives what the same model loaded whole gives, bit for bit, while at most one
+or two decoder blocks are ever materialized; its output is an HF-sharded directory transformers
+loads as is. Tiny random LLaMA, OPT and Qwen2, saved in bfloat16 over several shards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helpers import tiny_config
+
+
+def _save(tmp_path, arch, layers=2, tokenizer=None):
+    """A bf16 checkpoint over several shards (with `tokenizer` saved beside it and its vocabulary)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg = tiny_config(arch, len(tokenizer) if tokenizer else 128)
+    cfg.num_hidden_layers = layers
+    directory = tmp_path / f"{arch}-{layers}"
+    AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).save_pretrained(
+        directory, max_shard_size="2MB" if tokenizer else "60KB")
+    assert len(list(directory.glob("model-*.safetensors"))) >= 3  # really sharded
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _spec():
+    from pruning_core import CalibrationSpec, PruneSpec
+
+    return PruneSpec(method="sparsegpt", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 16, 0))
+
+
+@pytest.mark.parametrize("arch", ["llama", "opt", "qwen2"])
+def test_streamed_equals_in_memory_bit_for_bit(tmp_path, arch):
+    from transformers import AutoModelForCausalLM
+
+    from pruning_core.checkpoint import LazyCheckpoint
+    from pruning_core.driver import prune_blocks, prune_model
+    from pruning_core.shards import ShardWriter
+    from pruning_core.source import Streamed
+
+    directory = _save(tmp_path, arch)
+    calib = torch.randint(0, 128, (4, 16), generator=torch.Generator().manual_seed(1))
+    whole = AutoModelForCausalLM.from_pretrained(directory, dtype="auto")
+    expected = prune_model(whole, calib, _spec())
+
+    checkpoint = LazyCheckpoint(directory)
+    source = Streamed(checkpoint, ShardWriter(tmp_path / "out", len(checkpoint.blocks)))
+    got = prune_blocks(source, calib, _spec())
+    with source.outside("cpu"):
+        source.sink.write_outside(checkpoint.model, checkpoint.block_path)
+    source.sink.finish(checkpoint.model)
+
+    assert got.masks.keys() == expected.masks.keys()
+    for name, (bits, shape) in expected.masks.items():
+        assert got.masks[name][1] == shape and (got.masks[name][0] == bits).all()
+    written = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype="auto")
+    assert written.dtype == torch.bfloat16
+    reference = whole.state_dict()
+    for name, tensor in written.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
+    assert checkpoint.peak_live == 1 and checkpoint.live == 0
+
+
+def test_peak_blocks_in_memory_does_not_grow_with_depth(tmp_path):
+    """Counted on the loader, through calibration, pruning and both evaluations."""
+    from pruning_core import pipeline
+
+    peaks = {}
+    for layers in (2, 6):
+        job = pipeline.Job(model=str(_save(tmp_path, "llama", layers, _tokenizer())), spec=_spec(), device="cpu",
+                           evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2))
+        report = pipeline.run(job, tmp_path / f"out-{layers}")
+        assert report["streamed"] is True
+        peaks[layers] = report["peak_blocks_in_memory"]
+    assert peaks == {2: 1, 6: 1}
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from pruning_core import models
+
+    return AutoTokenizer.from_pretrained(models.bundled_dir("smollm2-135m"))
+
+
+def test_streamed_job_output_loads_and_reproduces_its_perplexity(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from pruning_core import data, pipeline
+    from pruning_core.evaluate import perplexity
+    from pruning_core.export import load_masks
+
+    tok = _tokenizer()
+    directory = _save(tmp_path, "llama", 2, tok)
+    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu",
+                       evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=4))
+    report = pipeline.run(job, tmp_path / "out")
+    model_dir = tmp_path / "out" / "model"
+    assert json.loads((model_dir / "model.safetensors.index.json").read_text())["weight_map"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    assert model.dtype == torch.bfloat16 and report["dtype_stored"] == "bfloat16"
+    modules = dict(model.named_modules())
+    for name, keep in load_masks(tmp_path / "out" / "masks.safetensors").items():
+        assert torch.all(modules[name].weight[~keep] == 0)
+    ids = tok(data.eval_text("wikitext2"), return_tensors="pt").input_ids[0]
+    value, _ = perplexity(model, ids, 16, 4)
+    assert value == pytest.approx(report["perplexity"]["wikitext2"]["pruned"], rel=1e-3)
+
+
+def test_missing_or_mismatched_shards_are_clear_errors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from pruning_core.checkpoint import CheckpointError, LazyCheckpoint
+
+    directory = _save(tmp_path, "llama")
+    shards = sorted(directory.glob("model-*.safetensors"))
+    checkpoint = LazyCheckpoint(directory)
+    shards[-1].unlink()
+    with pytest.raises(CheckpointError, match="missing") as caught:
+        for i in range(len(checkpoint.blocks)):
+            checkpoint.load(i)
+        checkpoint.load_outside_blocks()
+    assert caught.value.code == "corrupt-checkpoint"
+
+    directory = _save(tmp_path / "again", "llama")
+    first = sorted(directory.glob("model-*.safetensors"))[0]
+    tensors = load_file(first)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name][..., :-1].contiguous()  # one column short of what the config says
+    save_file(tensors, first, metadata={"format": "pt"})
+    checkpoint = LazyCheckpoint(directory)
+    with pytest.raises(CheckpointError, match="shape"):
+        checkpoint.load_outside_blocks()
+        for i in range(len(checkpoint.blocks)):
+            checkpoint.load(i)
