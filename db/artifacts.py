@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+WORK_AREAS = "resume"  # under the store root: one directory per job with pruned blocks kept for a retry
+
+
 @dataclass(frozen=True)
 class StoredFile:
     name: str  # path relative to the published directory, '/'-separated
@@ -105,6 +108,15 @@ class LocalStore:
 
     def read_bytes(self, location: str) -> bytes:
         return self._path(location).read_bytes()
+
+    def work_area(self, job_id: str) -> Path:
+        """Where a job keeps its blocks between attempts: in the store's root, so a worker on
+        another machine sharing this directory (a shared volume) can resume the job."""
+        return self._path(f"{WORK_AREAS}/{job_id}")
+
+    def work_areas(self) -> dict[Path, str]:
+        root = self._path(WORK_AREAS)
+        return {p: p.name for p in root.iterdir()} if root.is_dir() else {}
 
     def staging_dirs(self, key: str) -> dict[Path, str]:
         """Staging directories of publish_dir under `key` -> the name each was publishing (a job

@@ -73,6 +73,14 @@ class S3Store:
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects})
 
+    def work_area(self, job_id: str) -> Path:
+        """On this worker's disk (not in the bucket): a retry resumes only on the same machine."""
+        return self.cache_dir / "resume" / job_id
+
+    def work_areas(self) -> dict[Path, str]:
+        root = self.cache_dir / "resume"
+        return {p: p.name for p in root.iterdir()} if root.is_dir() else {}
+
     def staging_dirs(self, key: str) -> dict:
         """None to clean here: objects are uploaded in place, and a job that ends without committing its
         artifacts has its prefix deleted (worker.reaper)."""

@@ -104,12 +104,13 @@ class LazyCheckpoint:
             stored = f.get_slice(first).get_dtype()
         return _SAFETENSORS_DTYPES.get(stored, torch.float32)
 
-    def _tensors(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
+    def _tensors(self, names: Iterable[str], files: Optional[dict[str, Path]] = None) -> dict[str, torch.Tensor]:
+        files = self.files if files is None else files
         by_file: dict[Path, list[str]] = {}
         for name in names:
-            if name not in self.files:
+            if name not in files:
                 raise CheckpointError(f"tensor {name} is missing from the checkpoint in {self.directory}")
-            by_file.setdefault(self.files[name], []).append(name)
+            by_file.setdefault(files[name], []).append(name)
         out = {}
         for path, wanted in by_file.items():
             with _opened(path) as f:
@@ -127,9 +128,9 @@ class LazyCheckpoint:
         for module, attr in self.owners[name]:
             module._parameters[attr] = param
 
-    def _fill(self, names: list[str]) -> None:
-        """Load the named (meta) parameters from the checkpoint."""
-        for name, tensor in self._tensors(names).items():
+    def _fill(self, names: list[str], files: Optional[dict[str, Path]] = None) -> None:
+        """Load the named (meta) parameters from the checkpoint (or from `files`)."""
+        for name, tensor in self._tensors(names, files).items():
             want = self._param(name)
             if tuple(tensor.shape) != tuple(want.shape):
                 raise CheckpointError(f"tensor {name} has shape {tuple(tensor.shape)}; the config "
@@ -145,9 +146,10 @@ class LazyCheckpoint:
             return [n for n in self.owners if n.startswith(mine)]
         return [n for n in self.owners if not n.startswith(prefix)]
 
-    def load(self, index: int) -> nn.Module:
-        """Materialize decoder block `index` on the CPU and return it."""
-        self._fill([n for n in self._names(index) if self._param(n).is_meta])
+    def load(self, index: int, files: Optional[dict[str, Path]] = None) -> nn.Module:
+        """Materialize decoder block `index` on the CPU and return it; from `files` (tensor name
+        -> shard) instead when given: a block an earlier attempt already pruned and wrote."""
+        self._fill([n for n in self._names(index) if self._param(n).is_meta], files)
         self.live += 1
         self.peak_live = max(self.peak_live, self.live)
         return self.blocks[index]

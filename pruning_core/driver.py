@@ -41,11 +41,12 @@ class LayerReport:
 class Progress:
     """Passed to the progress callback after every pruned layer (and once per stage change)."""
 
-    stage: str  # "calibrating" | "pruning" | "done"
+    stage: str  # "calibrating" | "resuming" | "pruning" | "done"
     layers_done: int
     layers_total: int
     layer: Optional[LayerReport] = None
     elapsed: float = 0.0
+    blocks: Optional[tuple[int, int]] = None  # "resuming": (blocks already done, blocks in all)
 
     @property
     def eta_seconds(self) -> Optional[float]:
@@ -167,11 +168,16 @@ def prune_blocks(
     device: str | torch.device = "cpu",
     progress: Optional[ProgressFn] = None,
     batch_size: int = 8,
+    resume=None,
 ) -> PruneResult:
     """The block loop (algorithms.md, the sequential driver), fed by a block source
     (source.Resident or source.Streamed): capture block 0's inputs once, then per block:
     accumulate the statistics of every target linear's input, prune them, hand the block to
-    the source as finished, and run the pruned block to produce the next block's inputs."""
+    the source as finished, and run the pruned block to produce the next block's inputs.
+
+    `resume` (resume.ResumeState) holds the blocks an earlier attempt finished: they are not
+    pruned again; their pruned weights are only run forward to rebuild the next inputs, exactly
+    the inputs an uninterrupted run would have had. Each newly finished block is recorded."""
     device = torch.device(device)
     method = METHODS[spec.method]
     options = spec.method_options()
@@ -187,8 +193,17 @@ def prune_blocks(
     with source.outside(device):
         inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
 
-    reports: list[LayerReport] = []
-    packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
+    start = resume.blocks_done if resume is not None else 0
+    reports: list[LayerReport] = list(resume.reports) if start else []
+    packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = dict(resume.masks) if start else {}
+    if start:
+        notify(Progress("resuming", len(reports), total, blocks=(start, len(blocks))))
+        for index in range(start):
+            source.open(index, device, pruned=True)
+            try:
+                inputs.hidden = run_block(source.blocks[index], inputs, device, store)
+            finally:
+                source.close(index)
 
     def on_layer(report: LayerReport, bits: np.ndarray) -> None:
         reports.append(report)
@@ -196,8 +211,9 @@ def prune_blocks(
         log.info("%s sparsity=%.4f rel_error=%.3e %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
         notify(Progress("pruning", len(reports), total, report, time.perf_counter() - t_start))
 
-    for index in range(len(blocks)):
+    for index in range(start, len(blocks)):
         prefix = f"{block_path}.{index}"
+        first = len(reports)
         block = source.open(index, device)
         try:
             linears = target_linears(block, prefix, spec.ignore)
@@ -212,6 +228,8 @@ def prune_blocks(
             _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
             del stats, hooks
             source.finished(index)
+            if resume is not None:
+                resume.record_block(index, reports[first:], {r.name: packed[r.name] for r in reports[first:]})
             inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)

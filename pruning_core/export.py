@@ -26,18 +26,22 @@ def save_masks(masks: dict[str, tuple[np.ndarray, tuple[int, int]]], path: Path)
     save_file(tensors, str(path), metadata=meta)
 
 
-def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
-    """Inverse of `save_masks`: layer name -> bool keep mask of its original shape."""
-    out = {}
+def load_packed_masks(path: str | Path) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+    """Inverse of `save_masks`, still packed: layer name -> (packed bits, [m, n])."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         if meta.get("format") != MASK_FORMAT:
             raise ValueError(f"{path} is not a {MASK_FORMAT} file")
         shapes = json.loads(meta["shapes"])
-        for name in f.keys():
-            m, n = shapes[name]
-            bits = np.unpackbits(f.get_tensor(name).numpy(), count=m * n)
-            out[name] = torch.from_numpy(bits.astype(bool)).view(m, n)  # [m, n]
+        return {name: (f.get_tensor(name).numpy(), tuple(shapes[name])) for name in f.keys()}
+
+
+def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
+    """Inverse of `save_masks`: layer name -> bool keep mask of its original shape."""
+    out = {}
+    for name, (packed, (m, n)) in load_packed_masks(path).items():
+        bits = np.unpackbits(packed, count=m * n)
+        out[name] = torch.from_numpy(bits.astype(bool)).view(m, n)  # [m, n]
     return out
 
 

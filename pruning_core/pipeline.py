@@ -25,6 +25,7 @@ from .driver import Progress, PruneResult, prune_blocks
 from .errors import ModelNotFound, SpecError
 from .evaluate import perplexity
 from .quant import mask_bits_per_weight
+from .resume import ResumeState, fingerprint
 from .shards import ShardWriter
 from .source import Resident, Streamed
 from .spec import PruneSpec
@@ -168,16 +169,19 @@ def open_model(job: Job):
 
 
 def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
-        data_root: Optional[Path] = None, allow_download: bool = False) -> dict[str, Any]:
+        data_root: Optional[Path] = None, allow_download: bool = False,
+        resume_dir: Optional[Path] = None) -> dict[str, Any]:
     """Run `job` end to end and publish into `out_dir`; returns the report. A streamed model
-    writes each pruned block to a sibling work directory as it finishes; the published
-    directory appears, whole, only at the end."""
+    writes each pruned block to a work directory as it finishes; the published directory
+    appears, whole, only at the end. With `resume_dir` that work directory persists: a run
+    that finds an earlier attempt's blocks there (same job) continues after them."""
     out = Path(out_dir)
     export.check_output_dir(out)  # fail before an hour of work, not after
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
     try:
-        return _run(job, out, work, progress or (lambda p: None), data_root, allow_download)
+        return _run(job, out, Path(resume_dir) if resume_dir else work, progress or (lambda p: None), data_root,
+                    allow_download)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -196,14 +200,19 @@ def _run(job: Job, out: Path, work: Path, notify, data_root, allow_download) -> 
     eval_seqlen = job.evaluation.seqlen or cal.seqlen
     evaluate = functools.partial(_evaluate, model, tokenizer, job.evaluation, eval_seqlen, device, data_root,
                                  allow_download, notify, source=source)
-    dense = {}
-    if job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):
+    state = None
+    if streamed:
+        state = ResumeState(work, fingerprint(job.model, job.spec.to_dict(), job.dtype, dataclasses.asdict(job.evaluation),
+                                              dataclasses.asdict(job.spec.calibration)))
+        source.sink = ShardWriter(state.model_dir, len(source.blocks))
+    dense = state.dense if state is not None and state.dense is not None else {}
+    if not dense and job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):
         t = time.perf_counter()
         dense = evaluate("evaluating-dense")
         timings["eval_dense"] = time.perf_counter() - t
-    if streamed:
-        source.sink = ShardWriter(work / "model", len(source.blocks))
-    result = prune_blocks(source, calib, job.spec, device, notify)
+        if state is not None:
+            state.record_dense(dense)
+    result = prune_blocks(source, calib, job.spec, device, notify, resume=state)
     if streamed:  # the rest of the model, then read the pruned shards back for evaluation
         with source.outside("cpu"):
             source.sink.write_outside(model, source.block_path)

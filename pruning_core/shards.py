@@ -6,33 +6,59 @@ stays in memory once its shard is written."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from torch import nn
 
 from .checkpoint import INDEX
 
+_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
+
 
 class ShardWriter:
+    """Shards already in `directory` (an earlier attempt's blocks) are adopted as written."""
+
     def __init__(self, directory: Path, blocks: int):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.total = blocks + 1  # one shard per block, one for the rest
         self.weight_map: dict[str, str] = {}
-        self.total_size = 0
+        self.sizes: dict[str, int] = {}
+        for shard in sorted(self.directory.glob("model-*-of-*.safetensors")):
+            self._adopt(shard)
+
+    def _adopt(self, shard: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(shard), framework="pt") as f:
+            for key in f.keys():
+                slice_ = f.get_slice(key)
+                numel = 1
+                for dim in slice_.get_shape():
+                    numel *= dim
+                self.weight_map[key] = shard.name
+                self.sizes[key] = numel * _BYTES[slice_.get_dtype()]
+
+    def files(self) -> dict[str, Path]:
+        """tensor name -> shard, for reading back what was written."""
+        return {key: self.directory / name for key, name in self.weight_map.items()}
 
     def _shard_name(self, number: int) -> str:
         return f"model-{number:05d}-of-{self.total:05d}.safetensors"
 
     def _write(self, number: int, tensors: dict) -> None:
+        """One shard, written under a temporary name and renamed: a shard present is whole."""
         from safetensors.torch import save_file
 
         name = self._shard_name(number)
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(cpu, str(self.directory / name), metadata={"format": "pt"})
+        tmp = self.directory / f".{name}.tmp"
+        save_file(cpu, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, self.directory / name)
         for key, tensor in cpu.items():
             self.weight_map[key] = name
-            self.total_size += tensor.numel() * tensor.element_size()
+            self.sizes[key] = tensor.numel() * tensor.element_size()
 
     def write_block(self, prefix: str, block: nn.Module) -> None:
         """Block `prefix` (e.g. model.layers.7) as shard 8."""
@@ -51,7 +77,7 @@ class ShardWriter:
 
     def finish(self, model: nn.Module, tokenizer=None) -> Path:
         """The index, config and tokenizer: the directory is now a loadable model."""
-        index = {"metadata": {"total_size": self.total_size}, "weight_map": dict(sorted(self.weight_map.items()))}
+        index = {"metadata": {"total_size": sum(self.sizes.values())}, "weight_map": dict(sorted(self.weight_map.items()))}
         (self.directory / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         model.config.save_pretrained(self.directory)
         if getattr(model, "generation_config", None) is not None:

@@ -27,7 +27,10 @@ class Resident:
         self.block_path, self.blocks = find_blocks(model)
         self._home: dict[int, torch.device] = {}
 
-    def open(self, index: int, device) -> nn.Module:
+    def open(self, index: int, device, pruned: bool = False) -> nn.Module:
+        """Block `index` on `device`; `pruned`: as an earlier attempt left it (streamed only)."""
+        if pruned:
+            raise ValueError("a model in memory has no earlier attempt to resume from")
         block = self.blocks[index]
         self._home[index] = next(block.parameters()).device  # where it lives between visits
         return block.to(device)
@@ -55,8 +58,8 @@ class Streamed(Resident):
         self.model, self.block_path, self.blocks = checkpoint.model, checkpoint.block_path, checkpoint.blocks
         self._home = {}
 
-    def open(self, index: int, device) -> nn.Module:
-        return self.checkpoint.load(index).to(device)
+    def open(self, index: int, device, pruned: bool = False) -> nn.Module:
+        return self.checkpoint.load(index, self.sink.files() if pruned else None).to(device)
 
     def close(self, index: int) -> None:
         self.checkpoint.release(index)

@@ -102,20 +102,24 @@ def fire_schedules(settings: Settings) -> list[str]:
 
 def free_dead_attempts(settings: Settings) -> list[str]:
     """Delete this host's work directories of attempts that are no longer live (the job moved
-    on, ended or is gone) and the artifact store's staging directories of jobs no worker holds.
-    A live attempt is one whose job is leased with that attempt number. Returns what it removed."""
+    on, ended or is gone), the artifact store's staging directories of jobs no worker holds, and
+    the resume state of jobs that ended (a queued job keeps it: its retry resumes from it). A
+    live attempt is one whose job is leased with that attempt number. Returns what it removed."""
     root = work_root(settings)
     dirs = {p: parse_work_dir(p) for p in root.iterdir()} if root.is_dir() else {}
     store = store_for(settings)
-    staged = store.staging_dirs("jobs")
-    ids = {ref[0] for ref in dirs.values() if ref} | set(staged.values())
+    staged, kept = store.staging_dirs("jobs"), store.work_areas()
+    ids = {ref[0] for ref in dirs.values() if ref} | set(staged.values()) | set(kept.values())
     if not ids:
         return []
     with sessionmaker_for(settings.db_url)() as s:
-        live = {(j.id, j.attempt) for j in s.scalars(select(Job).where(Job.id.in_(ids), Job.status.in_(LEASED)))}
+        rows = list(s.execute(select(Job.id, Job.attempt, Job.status).where(Job.id.in_(ids))))
+    live = {(job_id, attempt) for job_id, attempt, status in rows if status in LEASED}
     leased = {job_id for job_id, _ in live}
+    waiting = leased | {job_id for job_id, _, status in rows if status == st.QUEUED}
     dead = [p for p, ref in dirs.items() if ref is None or ref not in live]
     dead += [p for p, job_id in staged.items() if job_id not in leased]
+    dead += [p for p, job_id in kept.items() if job_id not in waiting]  # resume state of a job that ended
     for path in dead:
         shutil.rmtree(path, ignore_errors=True)
     return [str(p) for p in dead]

@@ -80,6 +80,7 @@ class Runner:
         self.maker = sessionmaker_for(settings.db_url)
         self.started = time.monotonic()
         self._last_stage, self._last_write = None, 0.0
+        self._outcome_recorded = False
 
     # -- database steps, each in its own short transaction, retried through blips --------------
     def _claim(self) -> Optional[Job]:
@@ -120,6 +121,10 @@ class Runner:
                     raise jobs.Conflict(job, job.status)
                 if p.stage == "pruning" and p.layer is not None:
                     jobs.add_event(s, job, "layer_done", progress)
+                elif p.stage == "resuming":
+                    done, blocks = p.blocks
+                    jobs.add_event(s, job, "resumed", {"block": done, "blocks": blocks, "attempt": job.attempt,
+                                                       "message": f"resumed at block {done} of {blocks}"})
                 s.commit()
 
         self._until_settled(go)
@@ -138,7 +143,7 @@ class Runner:
         """Stages other than pruning keep the last layer counts (they have none of their own)."""
         elapsed = time.monotonic() - self.started
         out: dict[str, Any] = {**previous, "stage": p.stage, "elapsed_seconds": round(elapsed, 2)}
-        if p.stage in ("calibrating", "pruning", "done"):
+        if p.stage in ("calibrating", "resuming", "pruning", "done"):
             out.update(layers_done=p.layers_done, layers_total=p.layers_total)
         if p.stage == "pruning" and p.layers_total:
             out["percent"] = round(100.0 * p.layers_done / p.layers_total, 2)
@@ -168,6 +173,7 @@ class Runner:
                 s.commit()
 
         self._until_settled(go)
+        self._outcome_recorded = True
 
     # -- the attempt, split between two processes -------------------------------------------------
     def claim(self) -> Optional[Job]:
@@ -202,6 +208,7 @@ class Runner:
         from .convert import work_dir
 
         shutil.rmtree(work_dir(self.settings, self.job_id, attempt), ignore_errors=True)
+        shutil.rmtree(store_for(self.settings).work_area(self.job_id), ignore_errors=True)  # this attempt ends the job
         with self.maker() as s:
             job = s.get(Job, self.job_id)
             if job is None or job.lease_owner != self.owner or job.status in st.TERMINAL:
@@ -214,17 +221,32 @@ class Runner:
         return True
 
     def _execute(self, job: Job):
-        from pruning_core import Cancelled, TopiaryError, pipeline
-
-        from .convert import to_pipeline_job, work_dir
+        from .convert import work_dir
 
         store = store_for(self.settings)
         out = work_dir(self.settings, job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
+        # the blocks pruned so far: kept across attempts (a retry after a lost worker resumes
+        # there); removed once the job has an outcome (a cancelled job's partial state too)
+        resume = store.work_area(job.id)
+        try:
+            return self._attempt(job, out, resume)
+        except LeaseLost:
+            raise  # the job goes on elsewhere: its resume state stays
+        finally:
+            if self._outcome_recorded:
+                shutil.rmtree(resume, ignore_errors=True)
+
+    def _attempt(self, job: Job, out, resume):
+        from pruning_core import Cancelled, TopiaryError, pipeline
+
+        from .convert import to_pipeline_job
+
+        store = store_for(self.settings)
         try:
             report = pipeline.run(to_pipeline_job(job.spec, self.settings, self.settings.worker_device), out,
-                                  progress=self._progress)
+                                  progress=self._progress, resume_dir=resume)
             files = store.publish_dir(f"jobs/{job.id}", out)
             self._finish(st.SUCCEEDED, result=_summary(report, len(files)), files=files)
             return out, "succeeded"

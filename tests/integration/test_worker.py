@@ -142,3 +142,37 @@ def test_redis_restart_while_queued(tmp_path, pg_url, model_root):
         svc.close()
         redis.terminate()
         redis.wait()
+
+
+def _download_tensors(service, job_id) -> dict:
+    from safetensors.torch import load
+
+    merged = {}
+    for art in service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]:
+        if art["name"].startswith("model/") and art["name"].endswith(".safetensors"):
+            merged.update(load(service.http.get(f"/v1/artifacts/{art['id']}/content").content))
+    return merged
+
+
+def test_a_killed_workers_job_resumes_at_its_block_and_matches_an_uninterrupted_run(service):
+    """SIGKILL the whole worker while block 2 of 6 is being pruned: attempt 2 starts at block 2
+    (its event says so; blocks 0 and 1 are not pruned again) and the checkpoint it publishes
+    equals, tensor for tensor, that of the same job run without interruption."""
+    service.start_worker()
+    job_id = service.submit("deeper", SLOW)
+    service.wait_layers(job_id, 2 * 7 + 1)
+    service.kill_worker()
+    service.start_worker()
+    job = service.wait(job_id)
+    assert job["status"] == "succeeded" and job["attempt"] == 2, job
+    events = service.http.get(f"/v1/jobs/{job_id}/events?limit=1000").json()["data"]
+    [resumed] = [e["data"] for e in events if e["type"] == "resumed"]
+    assert resumed["blocks"] == 6 and resumed["block"] >= 2 and resumed["message"].startswith("resumed at block")
+    second_attempt = [e for e in events if e["type"] == "layer_done"][-(6 - resumed["block"]) * 7:]
+    assert all(int(e["data"]["layer"].split(".")[2]) >= resumed["block"] for e in second_attempt)
+    straight = service.wait(service.submit("deeper", SLOW))
+    assert straight["status"] == "succeeded" and straight["attempt"] == 1
+    a, b = _download_tensors(service, job_id), _download_tensors(service, straight["id"])
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not any((service.logs.parent / "artifacts" / "resume").glob("*"))  # resume state gone once done

@@ -139,3 +139,69 @@ def test_missing_or_mismatched_shards_are_clear_errors(tmp_path):
         checkpoint.load_outside_blocks()
         for i in range(len(checkpoint.blocks)):
             checkpoint.load(i)
+
+
+class Killed(Exception):
+    """Stands for the job process dying mid-block (the real SIGKILL is in tests/integration)."""
+
+
+def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_path):
+    from pruning_core import pipeline
+    from pruning_core.export import load_masks
+    from safetensors.torch import load_file
+
+    directory = _save(tmp_path, "llama", 4, _tokenizer())
+    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu",
+                       evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2))
+    straight = pipeline.run(job, tmp_path / "straight")
+
+    per_block = 7
+    seen = []
+
+    def dies_in_block_2(p):
+        seen.append(p)
+        if p.stage == "pruning" and p.layers_done == 2 * per_block + 1:
+            raise Killed
+
+    resume = tmp_path / "resume"
+    with pytest.raises(Killed):
+        pipeline.run(job, tmp_path / "first", progress=dies_in_block_2, resume_dir=resume)
+    again = []
+    report = pipeline.run(job, tmp_path / "resumed", progress=again.append, resume_dir=resume)
+    resumed = [p for p in again if p.stage == "resuming"]
+    assert [p.blocks for p in resumed] == [(2, 4)]
+    pruned_layers = [p.layer.name for p in again if p.stage == "pruning" and p.layer is not None]
+    assert pruned_layers and all(".layers.2." in n or ".layers.3." in n for n in pruned_layers)  # 0, 1 not redone
+    assert not any(p.stage == "evaluating-dense" for p in again)  # the dense evaluation was kept too
+    assert report["perplexity"] == straight["perplexity"]
+
+    def tensors(out):
+        merged = {}
+        for shard in (out / "model").glob("model-*.safetensors"):
+            merged.update(load_file(shard))
+        return merged
+
+    a, b = tensors(tmp_path / "straight"), tensors(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = load_masks(tmp_path / "straight" / "masks.safetensors"), load_masks(tmp_path / "resumed" / "masks.safetensors")
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_a_state_left_by_another_job_is_not_resumed(tmp_path):
+    from pruning_core import CalibrationSpec, PruneSpec, pipeline
+
+    directory = _save(tmp_path, "llama", 2, _tokenizer())
+    resume = tmp_path / "resume"
+
+    def dies(p):
+        if p.stage == "pruning" and p.layers_done == 8:
+            raise Killed
+
+    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
+    with pytest.raises(Killed):
+        pipeline.run(job, tmp_path / "a", progress=dies, resume_dir=resume)
+    other = pipeline.Job(model=str(directory), device="cpu", evaluation=pipeline.EvalSpec(datasets=()),
+                         spec=PruneSpec(method="wanda", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 16, 0)))
+    stages = []
+    pipeline.run(other, tmp_path / "b", progress=lambda p: stages.append(p.stage), resume_dir=resume)
+    assert "resuming" not in stages

@@ -1,0 +1,75 @@
+"""What a streamed job keeps between attempts, so a retried job continues from the first
+unfinished block: the pruned blocks' shards (written by shards.ShardWriter into `model/`), each
+block's masks and layer reports, and the dense evaluation. `state.json` is replaced atomically
+after each block's shard and masks are on disk, so it never names a block that is not there.
+A state made for another job spec (`fingerprint`) is discarded."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .driver import LayerReport
+from .export import load_packed_masks, save_masks
+
+STATE = "state.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable digest of what determines a job's result (model, spec, dtype, evaluation)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ResumeState:
+    def __init__(self, directory: Path, key: str):
+        self.directory, self.key = Path(directory), key
+        self.blocks_done, self.reports, self.masks = 0, [], {}
+        self.dense: Optional[dict] = None
+        state = self._read()
+        if state is None or state.get("fingerprint") != key:
+            shutil.rmtree(self.directory, ignore_errors=True)  # nothing usable: start clean
+            self.directory.mkdir(parents=True)
+            return
+        self.blocks_done, self.dense = state["blocks_done"], state.get("dense")
+        self.reports = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in state["layers"]]
+        for index in range(self.blocks_done):
+            self.masks.update(load_packed_masks(self._masks_file(index)))
+
+    @property
+    def model_dir(self) -> Path:
+        return self.directory / "model"
+
+    def _read(self) -> Optional[dict]:
+        try:
+            return json.loads((self.directory / STATE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _masks_file(self, index: int) -> Path:
+        return self.directory / f"masks-{index:05d}.safetensors"
+
+    def _write(self) -> None:
+        state = {"fingerprint": self.key, "blocks_done": self.blocks_done, "dense": self.dense,
+                 "layers": [dataclasses.asdict(r) for r in self.reports]}
+        tmp = self.directory / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.directory / STATE)
+
+    def record_dense(self, dense: dict) -> None:
+        self.dense = dense
+        self._write()
+
+    def record_block(self, index: int, reports: list[LayerReport],
+                     masks: dict[str, tuple[np.ndarray, tuple[int, int]]]) -> None:
+        """Block `index` is pruned and its shard written: keep its masks and reports."""
+        save_masks(masks, self._masks_file(index))
+        self.reports, self.blocks_done = self.reports + list(reports), index + 1
+        self.masks.update(masks)
+        self._write()
