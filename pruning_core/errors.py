@@ -28,6 +28,12 @@ class PathNotAllowed(TopiaryError):
     code = "path-not-allowed"
 
 
+class DiskFull(TopiaryError):
+    """The disk filled up while the job wrote its blocks or its output."""
+
+    code = "disk-full"
+
+
 class UnsupportedArchitecture(TopiaryError):
     code = "unsupported-architecture"
 

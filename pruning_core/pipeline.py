@@ -7,6 +7,7 @@ Used by the CLI and the worker alike. Progress goes through one callback; it may
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import shutil
@@ -22,7 +23,7 @@ import torch
 from . import data, export, models, zeroshot
 from .checkpoint import LazyCheckpoint, shard_map
 from .driver import Progress, PruneResult, prune_blocks
-from .errors import ModelNotFound, SpecError
+from .errors import DiskFull, ModelNotFound, SpecError
 from .evaluate import perplexity
 from .quant import mask_bits_per_weight
 from .resume import ResumeState, fingerprint
@@ -182,6 +183,10 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     try:
         return _run(job, out, Path(resume_dir) if resume_dir else work, progress or (lambda p: None), data_root,
                     allow_download)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"no space left on the device while writing {exc.filename or out}") from None
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
