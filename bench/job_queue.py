@@ -29,7 +29,8 @@ TINY = {"method": "magnitude", "sparsity": 0.5, "calibration": {"source": "c4", 
         "evaluation": {"datasets": []}, "device": "cpu"}
 
 
-def tiny_model(root: Path) -> Path:
+def tiny_model(root: Path, layers: int = 1, hidden: int = 32) -> Path:
+    """A tiny random LLaMA (`layers` blocks) with the bundled model's tokenizer, as `root/tiny`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -37,7 +38,7 @@ def tiny_model(root: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(models.bundled_dir("smollm2-135m"))
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
     LlamaForCausalLM(cfg).save_pretrained(root / "tiny")
     tok.save_pretrained(root / "tiny")

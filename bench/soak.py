@@ -35,10 +35,11 @@ from servers import OwnPostgres, OwnRedis  # noqa: E402
 from service_fixtures import Service, alembic  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-# small jobs; every fourth one slow enough (PGZ) to be caught mid-job by a fault
+# small jobs; every other one slow enough (PGZ) that workers stay busy and faults catch jobs
+# mid-block (then a retry resumes at its first unfinished block)
 QUICK = {"method": "wanda", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 2, "seqlen": 16, "seed": 0},
          "evaluation": {"datasets": ["wikitext2"], "limit": 1}, "device": "cpu"}
-SLOW = {**QUICK, "method": "pgz", "options": {"iters": 150, "patience": 150, "tol": 0.0}}
+SLOW = {**QUICK, "method": "pgz", "options": {"iters": 300, "patience": 300, "tol": 0.0}}
 
 
 class Soak:
@@ -46,7 +47,8 @@ class Soak:
         self.args, self.rng = args, random.Random(args.seed)
         self.pg, self.redis = OwnPostgres(), OwnRedis()
         alembic(self.pg.url, "upgrade", "head")
-        self.svc = Service(tmp, self.pg.url, self.redis.url, tiny_model(tmp), TOPIARY_LEASE_SECONDS="6",
+        # 4 blocks: a retry has blocks to resume from
+        self.svc = Service(tmp, self.pg.url, self.redis.url, tiny_model(tmp, layers=4), TOPIARY_LEASE_SECONDS="6",
                            TOPIARY_REQUEUE_AFTER_SECONDS="5", TOPIARY_MAX_ATTEMPTS="5")
         self.svc.register("tiny", path=str(tmp / "tiny"))
         self.home, self.queue = tmp, self.svc.env["TOPIARY_TASK_QUEUE"]
@@ -125,7 +127,7 @@ class Soak:
 
     def submit_all(self, seconds: float) -> None:
         for i in range(self.args.jobs):
-            body = {**(SLOW if i % 4 == 3 else QUICK), "model": "tiny"}
+            body = {**(SLOW if i % 2 else QUICK), "model": "tiny"}
             r = self._post("/v1/jobs", json=body, headers={"Idempotency-Key": f"soak-{i}"})
             assert r.status_code == 201, r.text
             self.jobs.append(r.json()["id"])
@@ -176,10 +178,13 @@ class Soak:
         work = self.home / "work"
         leaked = list(work.iterdir()) if work.is_dir() else []
         leaked += list((self.home / "artifacts" / "jobs").glob(".*.staging-*"))
+        leaked += list((self.home / "artifacts" / "resume").glob("*"))  # resume state of ended jobs
         violations["leaked_dirs"] = [str(p) for p in leaked]
         attempts = Counter(self._get(j)["attempt"] for j in self.jobs)
+        resumed = sum(any(e["type"] == "resumed" for e in self._get(f"/v1/jobs/{j}/events?limit=1000")["data"])
+                      for j in self.jobs)
         return {"jobs": len(self.jobs), "statuses": dict(statuses), "faults": dict(self.faults),
-                "attempts": {str(k): v for k, v in sorted(attempts.items())},
+                "attempts": {str(k): v for k, v in sorted(attempts.items())}, "resumed_jobs": resumed,
                 "queue_samples": len(self.queue_samples), "max_queue_length": max((q for q, _ in self.queue_samples), default=0),
                 "violations": {k: len(v) for k, v in violations.items()}, "examples": {k: v[:5] for k, v in violations.items() if v}}
 
@@ -214,6 +219,7 @@ def main() -> None:
     result.update(minutes=args.minutes, workers=args.workers, seed=args.seed, wall_seconds=round(time.time() - started))
     print_table(["jobs", *result["statuses"], *result["faults"]],
                 [[result["jobs"], *result["statuses"].values(), *result["faults"].values()]])
+    print("attempts:", result["attempts"], " jobs that resumed:", result["resumed_jobs"])
     print_table(list(result["violations"]), [list(result["violations"].values())])
     print("examples:", result["examples"] or "none")
     print(write_json(args.out, result))

@@ -227,13 +227,11 @@ class Runner:
         out = work_dir(self.settings, job.id, job.attempt)
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        # the blocks pruned so far: kept across attempts (a retry after a lost worker resumes
-        # there); removed once the job has an outcome (a cancelled job's partial state too)
+        # the blocks pruned so far: kept across attempts (a retry after a lost worker or lease
+        # resumes there); removed once the job has an outcome (a cancelled job's partial state too)
         resume = store.work_area(job.id)
         try:
             return self._attempt(job, out, resume)
-        except LeaseLost:
-            raise  # the job goes on elsewhere: its resume state stays
         finally:
             if self._outcome_recorded:
                 shutil.rmtree(resume, ignore_errors=True)
