@@ -176,6 +176,7 @@ def main() -> None:
                 rows.append(row)
                 print(f"{impl:<15} {method:<10} {blocks:>3} blocks  peak RSS {row['peak_rss_gb']:6.2f} GiB  "
                       f"{row['seconds']:7.1f} s", flush=True)
+                save(args, shallow, deep, rows)  # after every run: an interrupted bench keeps what it measured
                 subprocess.run(["rm", "-rf", str(out)], check=False)
     table = []
     for r in rows:
@@ -189,11 +190,14 @@ def main() -> None:
     print()
     print_table(["impl", "method", "blocks", "model bf16 GiB", "peak RSS GiB", "RSS / model", "RSS / llmc", "seconds",
                  "time / in-memory"], table)
-    path = write_json(args.out, {"shape": {"hidden": args.hidden, "mlp": args.mlp, "heads": args.heads,
+    print(save(args, shallow, deep, rows))
+
+
+def save(args, shallow: int, deep: int, rows: list[dict]) -> Path:
+    return write_json(args.out, {"shape": {"hidden": args.hidden, "mlp": args.mlp, "heads": args.heads,
                                            "kv_heads": args.kv_heads, "blocks": [shallow, deep]},
                                  "calibration": f"{args.nsamples}x{args.seqlen} c4", "rows": rows,
                                  "cpu_threads": os.cpu_count()})
-    print(path)
 
 
 if __name__ == "__main__":
