@@ -107,8 +107,11 @@ def run(method: str, sparsity: float, nsamples: int, seqlen: int, eval_limit: in
         arts = client.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
         print(f"report      GET {base}/v1/jobs/{job_id}/report")
         for art in arts:
-            if art["name"] in ("model/model.safetensors", "masks.safetensors", "report.json"):
-                print(f"download    {art['name']:<24} GET /v1/artifacts/{art['id']}/content ({art['size']:,} bytes)")
+            if art["name"] in ("model/model.safetensors.index.json", "masks.safetensors", "report.json"):
+                print(f"download    {art['name']:<34} GET /v1/artifacts/{art['id']}/content ({art['size']:,} bytes)")
+        shards = [a for a in arts if a["name"].startswith("model/model-")]  # one per block, streamed
+        print(f"            model/ holds {len(shards)} weight shards ({sum(a['size'] for a in shards):,} bytes): "
+              f"GET {base}/v1/jobs/{job_id}/artifacts lists them")
         print(f"checkpoint  {get_settings().artifacts / 'jobs' / job_id / 'model'}")
         ok = True
         return 0
