@@ -156,12 +156,14 @@ class Soak:
         return self.check()
 
     def check(self) -> dict:
-        statuses = Counter()
+        statuses, errors = Counter(), Counter()
         violations: dict[str, list] = {"not_terminal": [], "terminal_events": [], "artifacts": [], "queue_length": [],
                                        "leaked_dirs": []}
         for job_id in self.jobs:
             job = self._get(job_id)
             statuses[job["status"]] += 1
+            if job.get("error"):
+                errors[job["error"]["code"]] += 1
             if job["status"] not in TERMINAL:
                 violations["not_terminal"].append(job_id)
             events = self._get(f"/v1/jobs/{job_id}/events?limit=1000")["data"]
@@ -183,7 +185,7 @@ class Soak:
         attempts = Counter(self._get(j)["attempt"] for j in self.jobs)
         resumed = sum(any(e["type"] == "resumed" for e in self._get(f"/v1/jobs/{j}/events?limit=1000")["data"])
                       for j in self.jobs)
-        return {"jobs": len(self.jobs), "statuses": dict(statuses), "faults": dict(self.faults),
+        return {"jobs": len(self.jobs), "statuses": dict(statuses), "error_codes": dict(errors), "faults": dict(self.faults),
                 "attempts": {str(k): v for k, v in sorted(attempts.items())}, "resumed_jobs": resumed,
                 "queue_samples": len(self.queue_samples), "max_queue_length": max((q for q, _ in self.queue_samples), default=0),
                 "violations": {k: len(v) for k, v in violations.items()}, "examples": {k: v[:5] for k, v in violations.items() if v}}
