@@ -103,7 +103,7 @@ class LazyCheckpoint:
         first = next(iter(self.files))
         with _opened(self.files[first]) as f:
             stored = f.get_slice(first).get_dtype()
-        return _SAFETENSORS_DTYPES.get(stored, torch.float32)
+        return SAFETENSORS_DTYPES.get(stored, torch.float32)
 
     def _tensors(self, names: Iterable[str], files: Optional[dict[str, Path]] = None) -> dict[str, torch.Tensor]:
         files = self.files if files is None else files
@@ -176,7 +176,9 @@ class LazyCheckpoint:
                 self._swap(name, torch.empty_like(param, device="meta"))
 
 
-_SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}
+# safetensors' dtype names (in shard headers) -> torch dtypes
+SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _return_freed_memory() -> None:

@@ -179,16 +179,17 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
     out = Path(out_dir)
     export.check_output_dir(out)  # fail before an hour of work, not after
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
+    # without a resume directory the work area is a throwaway sibling of the output
+    work = Path(resume_dir) if resume_dir else Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
     try:
-        return _run(job, out, Path(resume_dir) if resume_dir else work, progress or (lambda p: None), data_root,
-                    allow_download)
+        return _run(job, out, work, progress or (lambda p: None), data_root, allow_download)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise DiskFull(f"no space left on the device while writing {exc.filename or out}") from None
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not resume_dir:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(job: Job, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoint import INDEX
+from .checkpoint import INDEX, SAFETENSORS_DTYPES
 
-_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class ShardWriter:
@@ -38,7 +37,7 @@ class ShardWriter:
                 for dim in slice_.get_shape():
                     numel *= dim
                 self.weight_map[key] = shard.name
-                self.sizes[key] = numel * _BYTES[slice_.get_dtype()]
+                self.sizes[key] = numel * SAFETENSORS_DTYPES[slice_.get_dtype()].itemsize
 
     def files(self) -> dict[str, Path]:
         """tensor name -> shard, for reading back what was written."""

@@ -56,7 +56,6 @@ class Streamed(Resident):
     def __init__(self, checkpoint: LazyCheckpoint, sink: Optional[ShardWriter] = None):
         self.checkpoint, self.sink = checkpoint, sink
         self.model, self.block_path, self.blocks = checkpoint.model, checkpoint.block_path, checkpoint.blocks
-        self._home = {}
 
     def open(self, index: int, device, pruned: bool = False) -> nn.Module:
         return self.checkpoint.load(index, self.sink.files() if pruned else None).to(device)
