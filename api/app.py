@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from db.settings import Settings, get_settings
 
 from . import problems
-from .routes import artifacts, dashboard, events, health, jobs, models, schedules, webhooks
+from .routes import artifacts, dashboard, events, health, jobs, methods, models, schedules, webhooks
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
@@ -21,7 +21,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, limit=app.state.settings.max_body_bytes)
     app.add_middleware(NoNulInUrl)
-    for module in (health, jobs, events, artifacts, models, schedules, webhooks):
+    for module in (health, jobs, methods, events, artifacts, models, schedules, webhooks):
         app.include_router(module.router)
     dashboard.install(app)
     return app

@@ -45,6 +45,20 @@ def _field(loc: tuple) -> str:
     return ".".join(parts[1:] if parts and parts[0] == "body" else parts)
 
 
+def _error(e: dict, body: bytes) -> dict[str, str]:
+    """One validation error as {field, message}; a JSON syntax error names its line and column
+    (FastAPI puts the character offset where the field would be)."""
+    if e.get("type") == "json_invalid":
+        loc = e.get("loc", ())
+        reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+        if loc and isinstance(loc[-1], int):
+            before = body[: loc[-1]].decode("utf-8", "replace")
+            line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            reason = f"malformed JSON at line {line}, column {column}: {reason}"
+        return {"field": "", "message": reason}
+    return {"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
@@ -52,7 +66,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
+        body = await request.body()
+        errors = [_error(e, body) for e in exc.errors()]
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors[:5])
         return problem_response(422, "validation-error", "Request is not valid", detail, request.url.path, errors=errors)
 
@@ -127,6 +142,24 @@ PROBLEM_SCHEMA = {
 }
 
 
+_ERROR_TEXT = {"401": "Missing or invalid API key", "403": "The key lacks the scope this call needs",
+               "404": "No such resource (another tenant's is not found either)",
+               "409": "Conflict with the resource's state", "422": "Validation error: errors[].field names each bad field"}
+
+
+def _errors_of(path: str, verb: str) -> list[str]:
+    """The problem responses an operation can give: every /v1 call can be refused its key (401)
+    or scope (403) and its input (422); one naming a resource, 404; one changing state, 409."""
+    codes = ["422"]
+    if path.startswith("/v1/"):
+        codes += ["401", "403"]
+        if "{" in path:
+            codes.append("404")
+        if verb in ("post", "delete", "patch", "put"):
+            codes.append("409")
+    return sorted(codes)
+
+
 def document(app: FastAPI) -> None:
     """Declare problem+json for errors in the OpenAPI document (every operation: 422 and default)
     instead of FastAPI's own validation-error shape, which this API never sends."""
@@ -141,11 +174,16 @@ def document(app: FastAPI) -> None:
         components.pop("ValidationError", None)
         components["Problem"] = PROBLEM_SCHEMA
         ref = {"content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-        for item in schema.get("paths", {}).values():
-            for op in item.values():
+        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
+                                                              "description": "an API key: topiary keys create"}}
+        for path, item in schema.get("paths", {}).items():
+            for verb, op in item.items():
                 responses = op.setdefault("responses", {})
-                responses["422"] = {"description": "Validation error", **ref}
+                for code in _errors_of(path, verb):
+                    responses[code] = {"description": _ERROR_TEXT[code], **ref}
                 responses["default"] = {"description": "Error (RFC 9457 problem details)", **ref}
+                if path.startswith("/v1/"):
+                    op["security"] = [{"bearer": []}]
         app.openapi_schema = schema
         return schema
 

@@ -1,5 +1,7 @@
-"""Wire schemas (separate from the ORM tables). The job body maps onto pruning_core's PruneSpec;
-cross-field rules are enforced here so a bad job is refused at the door, not an hour later."""
+"""Wire schemas (separate from the ORM tables). The job body's shape is declared here for the
+OpenAPI document; its rules (names, ranges, defaults, method options, cross-field checks) belong
+to the torch-free job spec, `pruning_core.spec`, which service.normalized_spec runs on every
+submission, so a bad job is refused at the door with the exact field, not an hour later."""
 
 from __future__ import annotations
 
@@ -9,13 +11,13 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from db import catalog, egress, schedules
+from db import egress, schedules
+from pruning_core import spec as jobspec
 
-Method = Literal[catalog.METHODS]  # type: ignore[valid-type]
-EvalDataset = Literal[catalog.EVAL_DATASETS]  # type: ignore[valid-type]
-ZeroShotTask = Literal[catalog.ZERO_SHOT_TASKS]  # type: ignore[valid-type]
+Method = Literal[tuple(jobspec.DECLARED)]  # type: ignore[valid-type]
+EvalDataset = Literal[jobspec.EVAL_DATASETS]  # type: ignore[valid-type]
+ZeroShotTask = Literal[jobspec.ZERO_SHOT_TASKS]  # type: ignore[valid-type]
 OptionValue = Union[bool, int, float, str]
-_NM = re.compile(r"^(\d+):(\d+)$")
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
 
 
@@ -62,45 +64,68 @@ class Body(BaseModel):
         return data
 
 
+def _limit(where: str, **extra: Any) -> Any:
+    """A Field documenting the spec's range for `where` (jobspec.LIMITS); the spec enforces it."""
+    low, high = jobspec.LIMITS[where]
+    return Field(json_schema_extra={"minimum": low, "maximum": high}, **extra)
+
+
+def _options_schema() -> dict[str, Any]:
+    """The options object of each method, for the OpenAPI document (x-options-by-method)."""
+    by_method = {}
+    for name, declared in jobspec.DECLARED.items():
+        props = {}
+        for o in declared.options:
+            item = o.describe()
+            props[o.name] = {"type": item.pop("type"), **{k: v for k, v in item.items() if k != "name"}}
+        by_method[name] = {"type": "object", "properties": props, "additionalProperties": False}
+    return {"x-options-by-method": by_method}
+
+
 class Calibration(Body):
     source: str = Field("c4", description="c4, wikitext2, ptb, or an uploaded dataset id (ds_...)", max_length=40)
-    nsamples: int = Field(128, ge=1, le=4096)
-    seqlen: int = Field(2048, ge=8, le=32768)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    nsamples: int = _limit("calibration.nsamples", default=128)
+    seqlen: int = _limit("calibration.seqlen", default=2048)
+    seed: int = _limit("calibration.seed", default=0)
 
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if v not in catalog.CALIB_DATASETS and not _DATASET_ID.match(v):
-            raise ValueError(f"must be one of {', '.join(catalog.CALIB_DATASETS)} or an uploaded dataset id")
+        if v not in jobspec.CALIB_DATASETS and not _DATASET_ID.match(v):
+            raise ValueError(f"must be one of {', '.join(jobspec.CALIB_DATASETS)} or an uploaded dataset id")
         return v
 
 
 class Evaluation(Body):
-    datasets: list[EvalDataset] = Field(default_factory=lambda: ["wikitext2"], max_length=3)
-    limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many windows per dataset")
-    seqlen: Optional[int] = Field(None, ge=8, le=32768, description="window length; default: calibration seqlen")
-    tasks: list[ZeroShotTask] = Field(default_factory=list, max_length=len(catalog.ZERO_SHOT_TASKS),
+    datasets: list[EvalDataset] = Field(default_factory=lambda: list(jobspec.DEFAULT_EVAL_DATASETS),
+                                        max_length=len(jobspec.EVAL_DATASETS))
+    limit: Optional[int] = _limit("evaluation.limit", default=None, description="at most this many windows per dataset")
+    seqlen: Optional[int] = _limit("evaluation.seqlen", default=None, description="window length; default: calibration seqlen")
+    tasks: list[ZeroShotTask] = Field(default_factory=list, max_length=len(jobspec.ZERO_SHOT_TASKS),
                                       description="zero-shot tasks, scored the lm-evaluation-harness way")
-    task_limit: Optional[int] = Field(None, ge=1, le=100_000, description="at most this many items per task")
+    task_limit: Optional[int] = _limit("evaluation.task_limit", default=None, description="at most this many items per task")
+    dense: bool = Field(True, description="also evaluate the dense model")
 
 
 class Quantize(Body):
-    bits: int = Field(4, ge=2, le=8)
-    group_size: Optional[int] = Field(None, ge=1, le=65536)
+    bits: int = _limit("quantize.bits", default=4)
+    group_size: Optional[int] = _limit("quantize.group_size", default=None)
 
 
 class JobCreate(Body):
     model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
-    method: Method
-    sparsity: Optional[float] = Field(None, ge=0.0, lt=1.0, description="fraction of zeros; default 0.5")
+    method: Method = Field(..., description="GET /v1/methods lists each method with its options")
+    sparsity: Optional[float] = Field(None, description=f"fraction of zeros in [0, 1); default "
+                                      f"{jobspec.DEFAULT_SPARSITY}, or the pattern's")
     pattern: Optional[str] = Field(None, max_length=20, description="'unstructured' or N:M, e.g. 2:4")
-    options: dict[str, OptionValue] = Field(default_factory=dict, max_length=64)
+    options: dict[str, OptionValue] = Field(default_factory=dict, max_length=64, json_schema_extra=_options_schema(),
+                                            description="the method's options (GET /v1/methods); unknown names are refused")
     quantize: Optional[Quantize] = None
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal[catalog.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
+    device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",
+                        json_schema_extra={"pattern": jobspec.job.DEVICE.pattern})
+    dtype: Literal[jobspec.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
 
     @field_validator("metadata")
@@ -110,24 +135,6 @@ class JobCreate(Body):
             if not 1 <= len(key) <= 40 or len(value) > 500:
                 raise ValueError("metadata keys need 1-40 characters and values at most 500")
         return v
-
-    @model_validator(mode="after")
-    def _cross_field(self) -> "JobCreate":
-        if self.pattern not in (None, "unstructured"):
-            match = _NM.match(self.pattern)
-            if not match or not 0 < int(match.group(1)) < int(match.group(2)) <= 64:
-                raise ValueError("pattern must be 'unstructured' or N:M with 0 < N < M <= 64 (N kept of M)")
-            implied = 1 - int(match.group(1)) / int(match.group(2))
-            if self.sparsity is not None and abs(self.sparsity - implied) > 1e-9:
-                raise ValueError(f"sparsity {self.sparsity} contradicts pattern {self.pattern} (sparsity {implied:g})")
-            self.sparsity = implied
-        elif self.sparsity is None:
-            self.sparsity = 0.5
-        if self.pattern is None:
-            self.pattern = "unstructured"
-        if self.quantize is not None and self.method not in catalog.QUANT_METHODS:
-            raise ValueError(f"quantize needs method {' or '.join(catalog.QUANT_METHODS)}")
-        return self
 
 
 class JobError(BaseModel):

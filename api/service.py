@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any, Optional
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import broker, catalog, jobs
+from db import broker, jobs
+from pruning_core.errors import SpecError
+from pruning_core.spec import BUNDLED_MODELS, HUB_ID, JobSpec
 from db.models import Artifact, Dataset, IdempotencyRecord, Job, RegisteredModel
 from db.settings import Settings
 
@@ -20,42 +21,52 @@ from . import wire
 from .problems import Problem
 from .schemas import JobCreate
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
 def job_out(job: Job) -> dict[str, Any]:
     return wire.job(job)
 
 
 def resolve_model(s: Session, tenant_id: str, ref: str) -> dict[str, str]:
     """bundled name | registered model (id or name) | hub id -> {kind, source}."""
-    if ref in catalog.BUNDLED_MODELS:
+    if ref in BUNDLED_MODELS:
         return {"kind": "bundled", "source": ref}
     found = s.scalar(select(RegisteredModel).where(
         RegisteredModel.tenant_id == tenant_id, or_(RegisteredModel.id == ref, RegisteredModel.name == ref)))
     if found is not None:
         return {"kind": found.kind, "source": found.source}
-    if _HUB_ID.match(ref):
+    if HUB_ID.match(ref):
         return {"kind": "hub", "source": ref}
     raise Problem(422, "unknown-model", "Unknown model",
-                  f"{ref!r} is not a bundled model ({', '.join(catalog.BUNDLED_MODELS)}), a registered model or a hub id",
+                  f"{ref!r} is not a bundled model ({', '.join(BUNDLED_MODELS)}), a registered model or a hub id",
                   errors=[{"field": "model", "message": "unknown model"}])
 
 
-def check_limits(body: JobCreate, settings: Settings) -> None:
+def check_limits(body: JobCreate, settings: Settings, prefix: str = "") -> None:
     """What this deployment lets one job ask for (Settings.max_calibration_tokens)."""
     cal = body.calibration
     tokens = cal.nsamples * cal.seqlen
     if tokens > settings.max_calibration_tokens:
         message = (f"nsamples x seqlen = {tokens} calibration tokens; this deployment allows at most "
                    f"{settings.max_calibration_tokens} (TOPIARY_MAX_CALIBRATION_TOKENS)")
-        raise Problem(422, "validation-error", "Request is not valid", f"calibration: {message}",
-                      errors=[{"field": "calibration.nsamples", "message": message}])
+        raise Problem(422, "validation-error", "Request is not valid", f"{prefix}calibration: {message}",
+                      errors=[{"field": f"{prefix}calibration.nsamples", "message": message}])
 
 
-def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCreate) -> dict[str, Any]:
-    check_limits(body, settings)
-    spec = body.model_dump(mode="json", exclude={"metadata"})
+def checked_spec(body: JobCreate, prefix: str = "") -> dict[str, Any]:
+    """The body run through the job spec (pruning_core.spec): every rule and default applied, or
+    a 422 naming each bad field (e.g. options.rho0)."""
+    try:
+        return JobSpec.from_dict(body.model_dump(mode="json", exclude={"metadata"})).to_dict()
+    except SpecError as exc:
+        fields = [{**e, "field": prefix + e["field"]} for e in exc.fields()]
+        raise Problem(422, "validation-error", "Request is not valid",
+                      "; ".join(prefix + str(e) for e in exc.errors), errors=fields) from None
+
+
+def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
+                    prefix: str = "") -> dict[str, Any]:
+    """`prefix`: where the job body sits in the request ("job." in a schedule), for error fields."""
+    spec = checked_spec(body, prefix)
+    check_limits(body, settings, prefix)
     spec["model_source"] = resolve_model(s, tenant_id, body.model)
     source = body.calibration.source
     if source.startswith("ds_"):

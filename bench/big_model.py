@@ -95,8 +95,9 @@ def child(args) -> None:
         from pruning_core import CalibrationSpec, PruneSpec, pipeline
 
         spec = PruneSpec(method=args.method, sparsity=0.5, calibration=CalibrationSpec("c4", args.nsamples, args.seqlen, 0))
-        job = pipeline.Job(model=args.model, spec=spec, device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
-        pipeline.run(job, args.out)  # the previous commit's Job defaults to float32, loaded whole
+        make = getattr(pipeline, "JobSpec", None) or pipeline.Job  # the previous commit names it Job
+        job = make(model=args.model, spec=spec, device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
+        pipeline.run(job, args.out)
     else:
         from datasets import Dataset
         from llmcompressor import oneshot

@@ -80,7 +80,7 @@ def synthetic_stats(n: int, tokens: int, device, seed: int = 0, chunk: int = 163
 
 def spec_for(method: str, setting: str) -> PruneSpec:
     pattern = Pattern.parse(setting if ":" in setting else None)
-    return PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern)
+    return PruneSpec(method, sparsity=None if pattern.is_nm else float(setting), pattern=pattern)
 
 
 def run_once(W: torch.Tensor, base: LayerStats, spec: PruneSpec, clock: Clock):

@@ -66,7 +66,7 @@ def main() -> None:
     model, ids = build(args.preset, args.blocks)
     dense = {k: v.clone() for k, v in model.state_dict().items()}
     pattern = Pattern.parse(args.setting if ":" in args.setting else None)
-    sparsity = 0.0 if pattern.is_nm else float(args.setting)
+    sparsity = None if pattern.is_nm else float(args.setting)
     env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "preset": args.preset, "blocks": model.config.num_hidden_layers, "calibration": list(ids.shape),
            "setting": args.setting, "dtype": "float32", "tf32": "off inside solvers", "torch": torch.__version__}

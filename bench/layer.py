@@ -64,7 +64,7 @@ def main() -> None:
         for setting in args.settings.split(","):
             pattern = Pattern.parse(setting if ":" in setting else None)
             for method in args.methods.split(","):
-                spec = PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern)
+                spec = PruneSpec(method, sparsity=None if pattern.is_nm else float(setting), pattern=pattern)
                 stats.cache.clear()  # time each method with its own factorization
                 with no_tf32():
                     res, seconds = timed(lambda: METHODS[method].prune_layer(W.clone(), stats, spec, spec.method_options()))

@@ -40,7 +40,7 @@ def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, 
     pattern = Pattern.parse(setting if ":" in setting else None)
     method, _, options = method.partition("{")
     name, _, quant = method.partition("+")
-    spec = PruneSpec(name, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
+    spec = PruneSpec(name, sparsity=None if pattern.is_nm else float(setting), pattern=pattern,
                      calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed),
                      quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")))
     model = proto.fresh_model()

@@ -53,7 +53,7 @@ def main() -> None:
     for run in args.runs.split(","):
         method, setting = run.split("@")
         pattern = Pattern.parse(setting if ":" in setting else None)
-        spec = PruneSpec(method, sparsity=0.0 if pattern.is_nm else float(setting), pattern=pattern,
+        spec = PruneSpec(method, sparsity=None if pattern.is_nm else float(setting), pattern=pattern,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
         model = proto.fresh_model()
         _, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))

@@ -12,10 +12,11 @@ from typing import Optional
 
 from celery import Celery
 
-from . import catalog
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+TASK_NAME = "topiary.run_prune_job"  # the API enqueues by name: it never imports the worker
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,7 +97,7 @@ def enqueue(settings: Settings, job_id: str) -> bool:
     """Ring the bell for `job_id`. A broker outage is not the caller's failure: the job stays
     queued in the database and is re-enqueued later, so this only logs."""
     try:
-        celery_app(settings).send_task(catalog.TASK_NAME, args=[job_id], queue=settings.task_queue)
+        celery_app(settings).send_task(TASK_NAME, args=[job_id], queue=settings.task_queue)
         return True
     except Exception:  # noqa: BLE001 - any broker error; the row is safe
         log.warning("could not enqueue %s; it stays queued in the database", job_id, exc_info=True)

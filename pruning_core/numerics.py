@@ -22,14 +22,29 @@ def no_tf32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = old_cudnn
 
 
+def add_ridge(H: torch.Tensor, percdamp: float) -> torch.Tensor:
+    """H + λI with λ = percdamp·mean(diag H): the damping every method applies (§1.2). When no
+    input ever fired (mean diag 0) λ = 1, so the result stays positive definite."""
+    lam = percdamp * torch.mean(torch.diagonal(H))
+    if lam <= 0:
+        lam = torch.ones((), dtype=H.dtype, device=H.device)
+    return H + lam * torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+
+
+def unit_diagonal(H: torch.Tensor, eps: float = 1e-16) -> tuple[torch.Tensor, torch.Tensor]:
+    """D⁻¹ H D⁻¹ with D = diag(sqrt(H_jj + eps)): the unit-diagonal scaling ALPS and PGZ solve in.
+    Returns (scaled H, d)."""
+    d = torch.sqrt(torch.diagonal(H) + eps)
+    return H / d.unsqueeze(1) / d.unsqueeze(0), d
+
+
 def damped(H: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """H + percdamp·mean(diag H)·I, with dead inputs (H_jj = 0) given H_jj = 1 (§1.2).
-    Returns the damped copy and the boolean mask of dead inputs."""
+    """add_ridge after giving dead inputs (H_jj = 0) H_jj = 1 (§1.2). Returns the damped copy
+    and the boolean mask of dead inputs."""
     H = H.clone()
     dead = torch.diagonal(H) == 0
     H[dead, dead] = 1.0
-    H.diagonal().add_(percdamp * torch.mean(torch.diagonal(H)))
-    return H, dead
+    return add_ridge(H, percdamp), dead
 
 
 def cholesky_retry(H: torch.Tensor, upper: bool = False, tries: int = 6) -> torch.Tensor:

@@ -13,7 +13,6 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -29,44 +28,9 @@ from .quant import mask_bits_per_weight
 from .resume import ResumeState, fingerprint
 from .shards import ShardWriter
 from .source import Resident, Streamed
-from .spec import PruneSpec
+from .spec import EvalSpec, JobSpec, PruneSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """Perplexity datasets (wikitext2, ptb, c4), window length (None = calibration seqlen),
-    optional cap on the number of windows, whether to measure the dense model too, and zero-shot
-    tasks (zeroshot.TASKS) with an optional cap on the items per task."""
-
-    datasets: tuple[str, ...] = ("wikitext2",)
-    seqlen: Optional[int] = None
-    limit: Optional[int] = None
-    dense: bool = True
-    tasks: tuple[str, ...] = ()
-    task_limit: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        for name in self.datasets:
-            if name not in data.EVAL_DATASETS:
-                raise SpecError(f"unknown eval dataset {name!r}; choose from {', '.join(data.EVAL_DATASETS)}", "eval")
-        if self.limit is not None and self.limit < 1:
-            raise SpecError("eval limit must be >= 1 window", "eval_limit")
-        if self.seqlen is not None and self.seqlen < 2:
-            raise SpecError("eval seqlen must be >= 2", "eval_seqlen")
-        zeroshot.check_tasks(self.tasks)
-        if self.task_limit is not None and self.task_limit < 1:
-            raise SpecError("task limit must be >= 1 item", "task_limit")
-
-
-@dataclass(frozen=True)
-class Job:
-    model: str
-    spec: PruneSpec
-    evaluation: EvalSpec = field(default_factory=EvalSpec)
-    dtype: str = "auto"  # models.DTYPE_CHOICES
-    device: str = "auto"
 
 
 def pick_device(name: str) -> torch.device:
@@ -120,7 +84,7 @@ def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[
             "mask_bits_per_weight": mask, "bits_per_weight_with_mask": values + mask}
 
 
-def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:
+def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:
     spec = job.spec
     ppl = {}
     for name, res in pruned["ppl"].items():
@@ -150,7 +114,7 @@ def build_report(job: Job, result: PruneResult, dense: dict, pruned: dict, devic
     }
 
 
-def open_model(job: Job):
+def open_model(job: JobSpec):
     """(block source, tokenizer). A safetensors model directory (the bundled model's cache, a
     hub snapshot) is opened lazily and streamed block by block; anything else (a GGUF file, a
     hub id to download) is loaded whole."""
@@ -169,7 +133,7 @@ def open_model(job: Job):
     return Resident(model), tokenizer
 
 
-def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
+def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
         data_root: Optional[Path] = None, allow_download: bool = False,
         resume_dir: Optional[Path] = None) -> dict[str, Any]:
     """Run `job` end to end and publish into `out_dir`; returns the report. A streamed model
@@ -192,7 +156,7 @@ def run(job: Job, out_dir: str | Path, progress: Optional[Callable[[Progress], N
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(job: Job, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:
+def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:
     device = pick_device(job.device)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -200,8 +164,10 @@ def _run(job: Job, out: Path, work: Path, notify, data_root, allow_download) -> 
     source, tokenizer = open_model(job)
     model, streamed = source.model, isinstance(source, Streamed)
     cal = job.spec.calibration
-    calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen, cal.seed,
-                                 data_root, allow_download)
+    calib = None  # a method that reads no data (magnitude) tokenizes no calibration text
+    if job.spec.declared.stats != "none":
+        calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen,
+                                     cal.seed, data_root, allow_download)
     timings["load"] = time.perf_counter() - t0
     eval_seqlen = job.evaluation.seqlen or cal.seqlen
     evaluate = functools.partial(_evaluate, model, tokenizer, job.evaluation, eval_seqlen, device, data_root,

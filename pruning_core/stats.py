@@ -1,7 +1,8 @@
 """Per-input statistics shared by the layers that read the same input.
 
-One `GramAccumulator` per distinct layer input (q/k/v share one; gate/up share one) sums
-H = Σ x xᵀ over calibration tokens. `LayerStats` is the finished, token-averaged view handed to a
+One accumulator per distinct layer input (q/k/v share one; gate/up share one) sums what the
+method declared it reads (spec.methods): H = Σ x xᵀ (`GramAccumulator`, "gram") or only the
+per-feature Σ x_j² (`NormAccumulator`, "norms", n numbers instead of n²). `LayerStats` is the finished, token-averaged view handed to a
 method, with a small cache so that layers sharing an input also share factorizations.
 """
 
@@ -32,19 +33,40 @@ class GramAccumulator:
         return LayerStats(H=self.sum / count, tokens=self.tokens, mean=self.first / count)
 
 
+class NormAccumulator:
+    """Running Σ_t x_t² per input feature (the diagonal of H only), in float32."""
+
+    def __init__(self, n: int, device: torch.device):
+        self.sqsum = torch.zeros(n, dtype=torch.float32, device=device)
+        self.tokens = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).to(torch.float32)  # [tokens, n]
+        self.sqsum += (x * x).sum(dim=0)
+        self.tokens += x.shape[0]
+
+    def finish(self) -> "LayerStats":
+        return LayerStats(H=None, tokens=self.tokens, sqnorm=self.sqsum / max(self.tokens, 1))
+
+
+ACCUMULATORS = {"gram": GramAccumulator, "norms": NormAccumulator}
+
+
 @dataclass
 class LayerStats:
-    """H = X Xᵀ / N (n×n, fp32). Scale does not matter to any method; averaging keeps fp32 sane."""
+    """H = X Xᵀ / N (n×n, fp32) for "gram" methods; only its diagonal (`sqnorm`) for "norms".
+    Scale does not matter to any method; averaging keeps fp32 sane."""
 
-    H: torch.Tensor
+    H: Optional[torch.Tensor]
     tokens: int
     mean: Optional[torch.Tensor] = None  # [n] per-feature token mean
+    sqnorm: Optional[torch.Tensor] = None  # [n] diag(H) when H itself was not accumulated
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def col_sqnorm(self) -> torch.Tensor:
         """‖X_j‖²/N for each input feature j (the Wanda statistic r_j)."""
-        return torch.diagonal(self.H)
+        return torch.diagonal(self.H) if self.H is not None else self.sqnorm
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
         """Compute once per shared input: e.g. SparseGPT's factor or ALPS's eigendecomposition."""
@@ -61,3 +83,16 @@ def relative_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor, dtype=
     num = ((dW @ H64) * dW).sum()
     den = ((W64 @ H64) * W64).sum()
     return float(num / den) if den > 0 else 0.0
+
+
+def layer_error(W: torch.Tensor, W_hat: torch.Tensor, stats: Optional[LayerStats]) -> tuple[Optional[float], str]:
+    """The reported reconstruction error and what it is measured with: the exact relative error
+    with H ("H"), its diagonal estimate Σ ΔW²·r / Σ W²·r when only the norms r were gathered
+    ("diag(H)"), or nothing when the method read no data."""
+    if stats is None:
+        return None, "none"
+    if stats.H is not None:
+        return relative_error(W, W_hat, stats.H, dtype=torch.float32), "H"
+    r = stats.sqnorm.unsqueeze(0)  # [1, n]
+    den = float(((W * W) * r).sum())
+    return (float((((W - W_hat) ** 2) * r).sum()) / den if den > 0 else 0.0), "diag(H)"

@@ -72,7 +72,8 @@ class _Bar:
                 self.bar = tqdm(total=p.layers_total, unit="layer", desc="pruning", file=sys.stderr)
             self.bar.update(p.layers_done - self.bar.n)
             if p.layer is not None:
-                self.bar.set_postfix_str(f"{p.layer.name.split('.', 2)[-1]} err={p.layer.rel_error:.2e}")
+                err = "-" if p.layer.rel_error is None else f"{p.layer.rel_error:.2e}"
+                self.bar.set_postfix_str(f"{p.layer.name.split('.', 2)[-1]} err={err}")
 
 
 def _summary(report: dict, out: Path) -> str:

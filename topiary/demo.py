@@ -60,7 +60,8 @@ def _follow(client: httpx.Client, job_id: str) -> None:
                     if bar is None:
                         bar = tqdm(total=data["layers_total"], unit="layer", desc="pruning", file=sys.stderr)
                     bar.update(data["layers_done"] - bar.n)
-                    bar.set_postfix_str(f"err={data['rel_error']:.2e} eta={data.get('eta_seconds') or 0:.0f}s")
+                    err = "-" if data.get("rel_error") is None else f"{data['rel_error']:.2e}"
+                    bar.set_postfix_str(f"err={err} eta={data.get('eta_seconds') or 0:.0f}s")
     if bar is not None:
         bar.close()
 

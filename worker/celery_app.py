@@ -12,7 +12,7 @@ import socket
 
 from celery.signals import worker_process_init
 
-from db import catalog
+from db.broker import TASK_NAME
 from db.broker import celery_app
 from db.engine import sessionmaker_for
 from db.settings import get_settings
@@ -50,7 +50,7 @@ def _child_init(**_kwargs) -> None:
     spares.warm()
 
 
-@app.task(name=catalog.TASK_NAME, bind=True)
+@app.task(name=TASK_NAME, bind=True)
 def run_prune_job(self, job_id: str) -> str:
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
     runner = Runner(settings, job_id, owner)

@@ -11,29 +11,19 @@ from db.settings import Settings
 
 
 def to_pipeline_job(spec: dict[str, Any], settings: Settings, device: str):
-    from pruning_core import CalibrationSpec, Pattern, PruneSpec
-    from pruning_core.pipeline import EvalSpec, Job
-    from pruning_core.quant import QuantSpec
+    """The stored spec -> pruning_core.spec.JobSpec, checked by the same code the API ran."""
+    from pruning_core.spec import JobSpec
 
-    cal = spec["calibration"]
-    source = cal["source"]
-    if "location" in cal:  # an uploaded dataset: its file in the artifact store
-        source = str(store_for(settings).local_path(cal["location"]))
-    quant = spec.get("quantize")
-    prune = PruneSpec(
-        method=spec["method"],
-        sparsity=spec["sparsity"],
-        pattern=Pattern.parse(spec.get("pattern")),
-        options=spec.get("options") or {},
-        calibration=CalibrationSpec(source, cal["nsamples"], cal["seqlen"], cal["seed"]),
-        quant=QuantSpec(quant["bits"], quant.get("group_size")) if quant else None,
-    )
-    ev = spec.get("evaluation") or {}
-    evaluation = EvalSpec(tuple(ev.get("datasets", ["wikitext2"])), ev.get("seqlen"), ev.get("limit"),
-                          tasks=tuple(ev.get("tasks") or ()), task_limit=ev.get("task_limit"))
-    wanted = spec.get("device", "auto")
-    return Job(model=model_to_open(spec["model_source"], settings), spec=prune, evaluation=evaluation,
-               dtype=spec.get("dtype", "auto"), device=device if wanted == "auto" else wanted)
+    body = {key: value for key, value in spec.items() if key != "model_source"}
+    cal = dict(body.get("calibration") or {})
+    location = cal.pop("location", None)
+    if location:  # an uploaded dataset: its file in the artifact store
+        cal["source"] = str(store_for(settings).local_path(location))
+    body["calibration"] = cal
+    body["model"] = model_to_open(spec["model_source"], settings)
+    if body.get("device", "auto") == "auto":
+        body["device"] = device
+    return JobSpec.from_dict(body)
 
 
 def model_to_open(source: dict[str, str], settings: Settings) -> str:

@@ -3,7 +3,7 @@
 // Every value from the server is written with textContent, never parsed as HTML.
 "use strict";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null,
                 webhook: null };
 const $ = (sel) => document.querySelector(sel);
@@ -251,7 +251,7 @@ function renderSummary(job) {
 
 function addLayer(data) {
   $("#layers tbody").append(row([el("td", data.layers_done, "num"), data.layer, el("td", num(data.sparsity, 4), "num"),
-                                 el("td", Number(data.rel_error).toExponential(3), "num"),
+                                 el("td", data.rel_error == null ? "–" : Number(data.rel_error).toExponential(3), "num"),
                                  el("td", num(data.layer_seconds, 2), "num")]));
 }
 

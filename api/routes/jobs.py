@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from db import jobs, status as st
 from db.artifacts import store_for
 from db.models import Artifact, Job
+from pruning_core.spec import DECLARED
 
 from .. import service, wire
 from ..deps import Principal, require, session, settings
@@ -44,6 +45,11 @@ def list_jobs(request: Request, s: Session = Depends(session), p: Principal = De
               created_after: Optional[datetime] = None, created_before: Optional[datetime] = None):
     """Newest first. Filter on metadata with `metadata[key]=value` query parameters."""
     metadata = {k[9:-1]: v for k, v in request.query_params.items() if k.startswith("metadata[") and k.endswith("]")}
+    for name, value, known in (("status", status, st.STATUSES), ("method", method, tuple(DECLARED))):
+        if value is not None and value not in known:  # a typo would otherwise answer an empty page
+            message = f"unknown {name} {value!r}; choose from {', '.join(known)}"
+            raise Problem(422, "validation-error", "Request is not valid", f"{name}: {message}",
+                          errors=[{"field": name, "message": message}])
     try:
         rows, more = jobs.list_jobs(s, p.tenant_id, limit, after, status, method, model, created_after,
                                     created_before, metadata, schedule_id)

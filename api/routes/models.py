@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from db import catalog
+from pruning_core.spec import BUNDLED_MODELS
 from db.paths import PathNotAllowed, allowed_model_dir
 from db.artifacts import store_for
 from db.models import Artifact, Dataset, RegisteredModel, new_id
@@ -44,7 +44,7 @@ def safe_model_dir(raw: str, roots: list[Path]) -> Path:
 @router.get("/v1/models", response_model=Page)
 def list_models(s=Depends(session), p: Principal = Depends(require("jobs:read"))):
     bundled = [ModelOut(id=name, name=name, kind="bundled", source=name, created_at=None).model_dump(mode="json")
-               for name in catalog.BUNDLED_MODELS]
+               for name in BUNDLED_MODELS]
     rows = s.scalars(select(RegisteredModel).where(RegisteredModel.tenant_id == p.tenant_id).order_by(RegisteredModel.name))
     data = bundled + [_model_out(m) for m in rows]
     return Page(data=data, has_more=False, first_id=data[0]["id"], last_id=data[-1]["id"])
@@ -53,7 +53,7 @@ def list_models(s=Depends(session), p: Principal = Depends(require("jobs:read"))
 @router.post("/v1/models", status_code=201, response_model=ModelOut)
 def register_model(body: ModelCreate, s=Depends(session), cfg=Depends(settings),
                    p: Principal = Depends(require("jobs:write"))):
-    if body.name in catalog.BUNDLED_MODELS:
+    if body.name in BUNDLED_MODELS:
         raise Problem(409, "name-taken", "Name taken", f"{body.name} is a bundled model")
     if body.path is not None:
         kind, source = "local", str(safe_model_dir(body.path, cfg.allowed_model_roots))

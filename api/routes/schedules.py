@@ -32,7 +32,7 @@ def _load(s: Session, p: Principal, schedule_id: str) -> Schedule:
 @router.post("", status_code=201, response_model=ScheduleOut)
 def create_schedule(body: ScheduleCreate, s: Session = Depends(session), cfg=Depends(settings),
                     p: Principal = Depends(require("jobs:write"))):
-    spec = service.normalized_spec(s, cfg, p.tenant_id, body.job)  # the model resolves now, as for a job
+    spec = service.normalized_spec(s, cfg, p.tenant_id, body.job, prefix="job.")  # the model resolves now, as for a job
     sch = Schedule(tenant_id=p.tenant_id, name=body.name, cron=body.cron, timezone=body.timezone, misfire=body.misfire,
                    enabled=body.enabled, spec=spec, metadata_=body.job.metadata,
                    next_fire_at=schedules.next_slot(body.cron, body.timezone, utcnow()))

@@ -26,42 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from .. import masks
+from ..numerics import add_ridge, unit_diagonal
 from ..refit import cg_refit
+from ..spec import DECLARED
 from .base import LayerResult, Method
 
 
-@dataclass(frozen=True)
-class ALPSOptions:
-    """Every constant of the reference code (§2.6), with its value as the default."""
-
-    percdamp: float = 0.01  # λ = percdamp·mean diag(H), added before normalizing
-    rho0: float = 0.1  # initial ρ, in unit-diagonal units
-    max_iter: int = 300
-    update_iter: int = 3  # ρ is revisited every update_iter iterations
-    switch_iter: int = 30  # from this iteration on, a near-frozen support stops ADMM
-    rho_max: float = 1e6
-    grow_fast: float = 1.3  # ρ multiplier when the support change rate r > fast_rate
-    grow_mid: float = 1.2  # ... when r > mid_rate
-    grow_slow: float = 1.1  # ... when something still moves after ρ has grown
-    shrink: float = 5.0  # ρ divisor when ρ started too large
-    fast_rate: float = 0.1
-    mid_rate: float = 0.005
-    stop_rate: float = 3e-4
-    restart: bool = True  # the ÷5 branch restarts from B₀ (code-only behaviour, §2.7)
-    refit: bool = True  # CG least-squares refit on the final support
-    cg_rtol: float = 1e-4  # on-support residual relative to ‖G_S‖, per column
-    cg_ftol: float = 1e-6  # ... or stop once a CG step lowers the objective by less than this share
-    cg_max_iter: int = 100
-
-    def __post_init__(self) -> None:
-        if self.rho0 <= 0 or self.rho_max < self.rho0:
-            raise ValueError("need 0 < rho0 <= rho_max")
-        if self.cg_rtol < 0 or self.cg_ftol < 0:
-            raise ValueError("cg_rtol and cg_ftol must be >= 0 (cg_ftol 0: the residual test alone)")
-        if self.max_iter < 1 or self.update_iter < 1 or self.cg_max_iter < 0:
-            raise ValueError("max_iter and update_iter must be >= 1, cg_max_iter >= 0")
-        if min(self.grow_fast, self.grow_mid, self.grow_slow, self.shrink) < 1:
-            raise ValueError("ρ multipliers and shrink divisor must be >= 1")
+ALPSOptions = DECLARED["alps"].options_class  # declared in pruning_core/spec/methods.py
 
 
 @dataclass(frozen=True)
@@ -100,13 +71,7 @@ def rho_schedule(rho: float, grown: bool, delta: int, k: int, t: int, o: ALPSOpt
 def normalize(H: torch.Tensor, percdamp: float):
     """Damp, scale to unit diagonal, eigendecompose in float64 (§2.2). Returns (Ĥ, d, Λ, Q)
     in float32 with d the diagonal scaling (D = diag(d))."""
-    H64 = H.double()
-    damp = percdamp * torch.mean(torch.diagonal(H64))
-    if damp <= 0:  # an input that never fired at all: any positive ridge keeps Ĥ defined
-        damp = torch.tensor(1.0, dtype=H64.dtype, device=H64.device)
-    H64 = H64 + damp * torch.eye(H.shape[0], dtype=H64.dtype, device=H64.device)
-    d = torch.sqrt(torch.diagonal(H64)) + 1e-8
-    Hn = H64 / d.unsqueeze(1) / d.unsqueeze(0)
+    Hn, d = unit_diagonal(add_ridge(H.double(), percdamp))
     evals, Q = torch.linalg.eigh(Hn)
     return Hn.float(), d.float(), evals.float(), Q.float()
 
@@ -202,5 +167,4 @@ def prune_layer(W: torch.Tensor, stats, spec, o: ALPSOptions) -> LayerResult:
     return LayerResult(weight=W_hat * keep.T, mask=keep.T.contiguous(), info=info)
 
 
-METHOD = Method("alps", prune_layer, ALPSOptions, needs_hessian=True,
-                summary="ADMM with adaptive penalty + CG refit on the support (Meng et al. 2024)")
+METHOD = Method(DECLARED["alps"], prune_layer)

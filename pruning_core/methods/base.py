@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..spec import MethodSpec
+
 
 @dataclass
 class LayerResult:
@@ -25,13 +27,25 @@ class LayerResult:
 
 @dataclass(frozen=True)
 class Method:
-    """Registry entry. `needs_hessian` tells the driver whether the method reads full H or only
-    its diagonal (both come from the same accumulator; the flag is informational for cost
-    estimates). `options` is the dataclass of the method's tunables with their defaults."""
+    """Registry entry: a method's declaration (pruning_core.spec.methods: name, options, the
+    statistics it reads) and the function implementing it, which receives the declared options
+    as their generated dataclass."""
 
-    name: str
+    declared: MethodSpec
     prune_layer: Callable[..., LayerResult]
-    options: type
-    needs_hessian: bool
-    summary: str
-    supports_quant: bool = False  # honours PruneSpec.quant (joint sparsify + quantize)
+
+    @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def options(self) -> type:
+        return self.declared.options_class
+
+    @property
+    def stats(self) -> str:
+        return self.declared.stats
+
+    @property
+    def supports_quant(self) -> bool:
+        return self.declared.supports_quant

@@ -3,17 +3,15 @@ No data and no weight update; the baseline every other method must beat."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from .. import masks
+from ..spec import DECLARED
 from .base import LayerResult, Method
 
 
-@dataclass(frozen=True)
-class MagnitudeOptions:
-    pass
+MagnitudeOptions = DECLARED["magnitude"].options_class  # declared in pruning_core/spec/methods.py
 
 
 def prune_layer(W: torch.Tensor, stats, spec, options: MagnitudeOptions) -> LayerResult:
@@ -22,5 +20,4 @@ def prune_layer(W: torch.Tensor, stats, spec, options: MagnitudeOptions) -> Laye
     return LayerResult(weight=W * keep, mask=keep)
 
 
-METHOD = Method("magnitude", prune_layer, MagnitudeOptions, needs_hessian=False,
-                summary="zero the smallest |W| per layer; no data, no update")
+METHOD = Method(DECLARED["magnitude"], prune_layer)

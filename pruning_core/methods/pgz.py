@@ -39,49 +39,14 @@ from dataclasses import dataclass
 import torch
 
 from .. import masks
-from ..numerics import cholesky_retry
+from ..numerics import add_ridge, cholesky_retry, unit_diagonal
 from ..quant import Grid
+from ..spec import DECLARED
 from .base import LayerResult, Method
-from .sparsegpt import round_on_support
+from ..obs import round_on_support
 
 
-@dataclass(frozen=True)
-class PGZOptions:
-    step: float = 0.1  # Δs per gradual step (paper: 0.1, so 50% in 5 steps)
-    s0: float = 0.0  # s_t = s0 + step·t for t = 1..T, clipped to the target
-    smoothing: float = 0.1  # A7: weight of the previous smoothed score
-    iters: int = 100  # A5: Lion iterations per step
-    tol: float = 1e-4  # A5: relative improvement of ‖S‖² ...
-    patience: int = 10  # ... over this many iterations, else stop the step
-    lr: float = 0.04  # A4: Lion step relative to RMS(W̃₀) (= paper's 8e-4 at a weight RMS of 0.02)
-    absolute_lr: bool = False  # A4: use lr as an absolute step instead
-    beta1: float = 0.9
-    beta2: float = 0.99
-    mix: float = 1.4  # ρ of the modified Lion: v = ρ·sign(c) + (2−ρ)·G
-    weight_decay: float = 0.01  # A12
-    l1: float = 0.0  # A4: weight α of ‖S‖₁, in units of the typical |S| (0: see the docstring)
-    l2: float = 1.0  # A4: relative weight β of ‖S‖²
-    percdamp: float = 0.01  # A3
-    eps: float = 1e-8  # A11
-    order_free_diag: bool = False  # A1
-    carry_state: bool = False  # A6
-    nm_single_step: bool = False  # A9
-    center: bool = False  # A10
-    straight_through: bool = False  # A13
-    group: str = "layer"  # A8: comparison group for unstructured masks, "layer" or "row"
-    record_trace: bool = False  # keep ‖S‖² per iteration of the last step in the layer report
-
-    def __post_init__(self) -> None:
-        if not 0 < self.step <= 1 or not 0 <= self.s0 < 1:
-            raise ValueError("need 0 < step <= 1 and 0 <= s0 < 1")
-        if not 0 <= self.smoothing < 1:
-            raise ValueError("smoothing must be in [0, 1)")
-        if self.iters < 0 or self.patience < 1 or self.lr <= 0:
-            raise ValueError("need iters >= 0, patience >= 1, lr > 0")
-        if self.group not in ("layer", "row"):
-            raise ValueError('group must be "layer" or "row"')
-        if self.l1 < 0 or self.l2 < 0 or self.l1 + self.l2 == 0:
-            raise ValueError("need l1, l2 >= 0, not both 0")
+PGZOptions = DECLARED["pgz"].options_class  # declared in pruning_core/spec/methods.py
 
 
 @dataclass
@@ -98,15 +63,13 @@ class _Problem:
 
 def preprocess(stats, o: PGZOptions) -> _Problem:
     """§4.5: per-feature RMS scaling (and optional centering), damping, upper Cholesky."""
-    H = stats.H.double()
-    r = torch.sqrt(torch.diagonal(H) + o.eps)
+    Ht, r = unit_diagonal(stats.H.double(), o.eps)  # r: the per-feature RMS of the raw inputs
     mean = None
     if o.center:
-        mu = stats.mean.double()
-        H = H - torch.outer(mu, mu)  # covariance: the mean direction leaves the objective
-        mean = (mu / r).float()
-    Ht = H / r.unsqueeze(1) / r.unsqueeze(0)
-    Ht = Ht + o.percdamp * torch.mean(torch.diagonal(Ht)) * torch.eye(Ht.shape[0], dtype=Ht.dtype, device=Ht.device)
+        mu = stats.mean.double() / r
+        Ht = Ht - torch.outer(mu, mu)  # the covariance: the mean direction leaves the objective
+        mean = mu.float()
+    Ht = add_ridge(Ht, o.percdamp)
     L = cholesky_retry(Ht, upper=True)
     if o.order_free_diag:
         d = 1.0 / torch.sqrt(torch.diagonal(torch.cholesky_inverse(L, upper=True)))
@@ -231,5 +194,4 @@ def prune_layer(W: torch.Tensor, stats, spec, o: PGZOptions) -> LayerResult:
     return result
 
 
-METHOD = Method("pgz", prune_layer, PGZOptions, needs_hessian=True,
-                summary="gradual masks + Lion reconstruction pushing S = 2L(w−w₀) to 0", supports_quant=True)
+METHOD = Method(DECLARED["pgz"], prune_layer)

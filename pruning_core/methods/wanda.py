@@ -3,17 +3,15 @@ group). No weight update."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from .. import masks
+from ..spec import DECLARED
 from .base import LayerResult, Method
 
 
-@dataclass(frozen=True)
-class WandaOptions:
-    pass
+WandaOptions = DECLARED["wanda"].options_class  # declared in pruning_core/spec/methods.py
 
 
 def prune_layer(W: torch.Tensor, stats, spec, options: WandaOptions) -> LayerResult:
@@ -23,5 +21,4 @@ def prune_layer(W: torch.Tensor, stats, spec, options: WandaOptions) -> LayerRes
     return LayerResult(weight=W * keep, mask=keep)
 
 
-METHOD = Method("wanda", prune_layer, WandaOptions, needs_hessian=False,
-                summary="|W|·‖X‖ score per output row; no update")
+METHOD = Method(DECLARED["wanda"], prune_layer)

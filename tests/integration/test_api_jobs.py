@@ -29,36 +29,56 @@ def test_pattern_replaces_sparsity(client, make_key):
     assert r.status_code == 201 and r.json()["spec"]["sparsity"] == 0.5 and r.json()["spec"]["pattern"] == "2:4"
 
 
-@pytest.mark.parametrize("patch,field", [
+BAD_SPECS = [  # (what a client sent, the field the 422 must name)
     ({"sparsity": 1.0}, "sparsity"),
     ({"sparsity": -0.1}, "sparsity"),
     ({"method": "prune-it"}, "method"),
-    ({"pattern": "4:4"}, ""),
-    ({"pattern": "2:4", "sparsity": 0.7}, ""),
-    ({"quantize": {"bits": 4}}, ""),
+    ({"pattern": "4:4"}, "pattern"),
+    ({"pattern": "2:4", "sparsity": 0.7}, "sparsity"),
+    ({"quantize": {"bits": 4}}, "quantize"),
+    ({"method": "sparsegpt", "quantize": {"bits": 9}}, "quantize.bits"),
+    ({"method": "alps", "options": {"rho0": "abc"}}, "options.rho0"),
+    ({"method": "alps", "options": {"max_iter": 1.5}}, "options.max_iter"),
+    ({"method": "alps", "options": {"refit": "maybe"}}, "options.refit"),
+    ({"method": "alps", "options": {"rho0": -1.0}}, "options.rho0"),
+    ({"method": "alps", "options": {"blocksize": 64}}, "options.blocksize"),  # sparsegpt's option
+    ({"method": "sparsegpt", "options": {"percdamp": -1}}, "options.percdamp"),
+    ({"method": "pgz", "options": {"group": "column"}}, "options.group"),
+    ({"method": "pgz", "options": {"l1": 0.0, "l2": 0.0}}, "options"),
+    ({"method": "wanda", "options": {"anything": 1}}, "options.anything"),
     ({"calibration": {"nsamples": 0}}, "calibration.nsamples"),
     ({"calibration": {"source": "imagenet"}}, "calibration.source"),
     ({"evaluation": {"datasets": ["mmlu"]}}, "evaluation.datasets.0"),
     ({"evaluation": {"tasks": ["piqa", "mmlu"]}}, "evaluation.tasks.1"),
     ({"evaluation": {"tasks": ["piqa"], "task_limit": 0}}, "evaluation.task_limit"),
+    ({"evaluation": {"seqlen": 5_000_000}}, "evaluation.seqlen"),
+    ({"device": "tpu"}, "device"),
+    ({"dtype": "int8"}, "dtype"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"surprise": 1}, "surprise"),
-])
+]
+
+
+@pytest.mark.parametrize("patch,field", BAD_SPECS)
 def test_validation_errors_point_at_the_field(client, make_key, patch, field):
+    key = make_key()
     body = {**copy.deepcopy(MINIMAL), **patch}
-    r = client.post("/v1/jobs", json=body, headers=make_key())
+    r = client.post("/v1/jobs", json=body, headers=key)
     assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
     problem = r.json()
     assert problem["type"] == "/problems/validation-error" and problem["status"] == 422
     assert any(e["field"] == field for e in problem["errors"]), problem["errors"]
     assert "Traceback" not in r.text
+    assert client.get("/v1/jobs", headers=key).json()["data"] == []  # no job row was written
 
 
 def test_unknown_model_and_malformed_json(client, make_key):
     r = client.post("/v1/jobs", json={**MINIMAL, "model": "no-such-model"}, headers=make_key())
     assert r.status_code == 422 and r.json()["type"] == "/problems/unknown-model"
-    r = client.post("/v1/jobs", content=b"{not json", headers={**make_key(), "content-type": "application/json"})
+    r = client.post("/v1/jobs", content=b'{"model": "smollm2-135m",\n "method": wanda}',
+                    headers={**make_key(), "content-type": "application/json"})
     assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
+    assert "malformed JSON at line 2, column 12" in r.json()["detail"] and r.json()["errors"][0]["field"] == ""
 
 
 def test_auth_scopes_and_tenancy(client, make_key):
@@ -227,3 +247,35 @@ def test_revoked_key_is_refused(client, db_url):
         s.commit()
     r = client.get("/v1/jobs", headers={"Authorization": f"Bearer {plaintext}"})
     assert r.status_code == 401 and r.json()["detail"] == "the key is unknown or revoked"
+
+
+def test_methods_are_served_from_the_registry(client, make_key):
+    from pruning_core.spec import DECLARED
+
+    r = client.get("/v1/methods", headers=make_key(["jobs:read"]))
+    assert r.status_code == 200
+    served = {m["name"]: m for m in r.json()["data"]}
+    assert list(served) == list(DECLARED)
+    alps = {o["name"]: o for o in served["alps"]["options"]}
+    assert alps["rho0"]["default"] == 0.1 and alps["rho0"]["exclusiveMinimum"] == 0.0 and alps["rho0"]["description"]
+    assert served["magnitude"]["statistics"] == "none" and served["wanda"]["statistics"] == "norms"
+    assert served["pgz"]["joint_quantization"] and {o["name"] for o in served["pgz"]["options"]} >= {"group", "iters"}
+    assert client.get("/v1/methods").status_code == 401
+
+
+def test_unknown_list_filters_are_refused(client, make_key):
+    key = make_key()
+    for query, field in (("status=runing", "status"), ("method=sparsgpt", "method")):
+        r = client.get(f"/v1/jobs?{query}", headers=key)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    assert client.get("/v1/jobs?status=queued", headers=key).status_code == 200
+
+
+def test_openapi_declares_problems_security_and_options(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    cancel = doc["paths"]["/v1/jobs/{job_id}/cancel"]["post"]
+    assert {"401", "403", "404", "409", "422"} <= set(cancel["responses"]) and cancel["security"] == [{"bearer": []}]
+    assert "application/problem+json" in cancel["responses"]["404"]["content"]
+    options = doc["components"]["schemas"]["JobCreate"]["properties"]["options"]["x-options-by-method"]
+    assert options["sparsegpt"]["properties"]["blocksize"]["minimum"] == 1

@@ -131,7 +131,7 @@ def test_a_cancel_is_honoured_between_evaluation_batches(tiny_model_dir):
         if sum(stage == "evaluating-dense" for stage, _ in calls) == 3:
             raise Cancelled()
 
-    job = pipeline.Job(model=str(tiny_model_dir), device="cpu",
+    job = pipeline.JobSpec(model=str(tiny_model_dir), device="cpu",
                        spec=PruneSpec(method="magnitude", sparsity=0.5,
                                       calibration=CalibrationSpec("c4", 2, 32, 0)),
                        evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=12, seqlen=32))

@@ -83,7 +83,7 @@ def test_cg_objective_rule_stops_early_near_the_optimum():
 def test_alps_output_is_the_damped_least_squares_optimum_on_its_support(pattern):
     """The whole method, un-normalized: its weights solve min (ŵ−w)ᵀ(H+λI)(ŵ−w) on its support."""
     W, _, stats = layer_problem(32, 128, seed=3)
-    spec = PruneSpec("alps", sparsity=0.7, pattern=Pattern.parse(pattern))
+    spec = PruneSpec("alps", sparsity=None if pattern else 0.7, pattern=Pattern.parse(pattern))
     res = METHODS["alps"].prune_layer(W, stats, spec, spec.method_options())
     H_damped = stats.H + 0.01 * torch.diagonal(stats.H).mean() * torch.eye(128)
     best = exact_refit(W, H_damped, res.mask)

@@ -18,7 +18,7 @@ SETTINGS = [("0.7", None), (None, "2:4")]
 
 
 def prune(method: str, W, stats: LayerStats, sparsity, pattern):
-    spec = PruneSpec(method, sparsity=float(sparsity or 0), pattern=Pattern.parse(pattern))
+    spec = PruneSpec(method, sparsity=None if pattern else float(sparsity or 0), pattern=Pattern.parse(pattern))
     fresh = LayerStats(H=stats.H, tokens=stats.tokens, mean=stats.mean)  # empty factorization cache
     with no_tf32():
         return METHODS[method].prune_layer(W, fresh, spec, spec.method_options())
@@ -89,7 +89,7 @@ def test_pipeline_end_to_end_on_cuda(tmp_path, method, dtype):
     from transformers import AutoModelForCausalLM
 
     from pruning_core.evaluate import perplexity
-    from pruning_core.pipeline import EvalSpec, Job, run
+    from pruning_core.pipeline import EvalSpec, JobSpec, run
     from pruning_core.spec import CalibrationSpec
 
     g = torch.Generator().manual_seed(0)
@@ -106,7 +106,7 @@ def test_pipeline_end_to_end_on_cuda(tmp_path, method, dtype):
     (piqa / "valid-labels.lst").write_text("0\n1\n0\n1\n1\n")
     model_dir = word_level_model_dir(tmp_path / "model", words)
     spec = PruneSpec(method, sparsity=0.5, calibration=CalibrationSpec(str(tmp_path / "calib.txt"), 8, 32))
-    job = Job(str(model_dir), spec, EvalSpec(limit=4, tasks=("piqa",)), dtype=dtype, device="cuda")
+    job = JobSpec(str(model_dir), spec, EvalSpec(limit=4, tasks=("piqa",)), dtype=dtype, device="cuda")
     report = run(job, tmp_path / "out", data_root=root)
     assert report["device"].startswith("cuda") and report["sparsity_achieved"] == pytest.approx(0.5, abs=1e-3)
     ppl = report["perplexity"]["wikitext2"]

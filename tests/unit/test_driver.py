@@ -1,6 +1,5 @@
 """The block-sequential driver on tiny random LLaMA, OPT and Qwen2 models."""
 
-import dataclasses
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from helpers import tiny_model
 from pruning_core import METHODS, Cancelled, Pattern, PruneSpec, prune_model
 from pruning_core.masks import is_valid_nm
 from pruning_core.methods.base import LayerResult, Method
+from pruning_core.spec import DECLARED, MethodSpec
 
 ARCHS = {"llama": 7, "qwen2": 7, "opt": 6}  # target linears per block
 
@@ -28,7 +28,7 @@ def test_every_block_linear_pruned_exactly(arch, method, pattern):
     model = tiny_model(arch)
     before = linear_weights(model)
     embed = model.get_input_embeddings().weight.detach().clone()
-    spec = PruneSpec(method, sparsity=0.6, pattern=Pattern.parse(pattern))
+    spec = PruneSpec(method, sparsity=None if pattern else 0.6, pattern=Pattern.parse(pattern))
     result = prune_model(model, calib(), spec, batch_size=4)
 
     assert len(result.layers) == 2 * ARCHS[arch]
@@ -41,7 +41,7 @@ def test_every_block_linear_pruned_exactly(arch, method, pattern):
             assert report.sparsity == pytest.approx(0.5)
         else:
             assert abs(zeros - 0.6 * W.numel()) <= W.shape[0]
-        assert report.rel_error >= 0
+        assert report.rel_error is None if method == "magnitude" else report.rel_error >= 0
     pruned_names = {r.name for r in result.layers}
     for name, W in before.items():
         if name not in pruned_names:  # lm_head (and OPT's projections, if any) stay dense
@@ -66,11 +66,9 @@ def test_statistics_are_shared_per_input_and_match_raw_inputs(monkeypatch):
         seen[len(seen)] = stats
         return LayerResult(weight=W, mask=torch.ones_like(W, dtype=torch.bool))
 
-    @dataclasses.dataclass(frozen=True)
-    class NoOptions:
-        pass
-
-    monkeypatch.setitem(METHODS, "record", Method("record", record, NoOptions, True, "test"))
+    declared = MethodSpec("record", "test", stats="gram")
+    monkeypatch.setitem(DECLARED, "record", declared)
+    monkeypatch.setitem(METHODS, "record", Method(declared, record))
     model = tiny_model("llama")
     captured = []
     handle = model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, o: captured.append(a[0]))
@@ -86,6 +84,34 @@ def test_statistics_are_shared_per_input_and_match_raw_inputs(monkeypatch):
     assert len({id(q), id(o), id(gate), id(down)}) == 4
     assert q.tokens == ids.numel()
     assert torch.allclose(q.H, X.T @ X / X.shape[0], rtol=1e-4, atol=1e-6)
+
+
+def test_each_method_gathers_only_the_statistics_it_declares(monkeypatch):
+    """Wanda gets the input norms (no n×n matrix), equal to diag(XᵀX/N); magnitude runs no
+    forward pass at all (it needs no calibration tokens)."""
+    model = tiny_model("llama")
+    captured, calls = [], []
+    q_proj = model.model.layers[0].self_attn.q_proj
+    handle = q_proj.register_forward_hook(lambda m, a, o: captured.append(a[0]))
+    ids = calib()
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    X = torch.cat([x.reshape(-1, x.shape[-1]) for x in captured])  # [tokens, hidden]
+    seen = []
+    wanda = METHODS["wanda"]
+    monkeypatch.setitem(METHODS, "wanda", Method(wanda.declared, lambda W, stats, spec, o:
+                                                 seen.append(stats) or wanda.prune_layer(W, stats, spec, o)))
+    prune_model(model, ids, PruneSpec("wanda"), batch_size=4)
+    assert seen[0].H is None and seen[0].sqnorm.shape == (X.shape[1],)
+    assert torch.allclose(seen[0].sqnorm, (X * X).sum(0) / X.shape[0], rtol=1e-4, atol=1e-6)
+
+    model = tiny_model("llama")
+    for block in model.model.layers:
+        block.register_forward_hook(lambda m, a, o: calls.append(1))
+    result = prune_model(model, None, PruneSpec("magnitude"))
+    assert calls == [] and len(result.layers) == 14
+    assert all(r.rel_error is None and r.info["rel_error_basis"] == "none" for r in result.layers)
 
 
 def test_progress_and_cancellation():

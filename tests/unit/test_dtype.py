@@ -27,7 +27,7 @@ def _run(model_dir, out, **job):
     from pruning_core import CalibrationSpec, PruneSpec, pipeline
 
     spec = PruneSpec(method="sparsegpt", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 32, 0))
-    return pipeline.run(pipeline.Job(model=str(model_dir), spec=spec, device="cpu",
+    return pipeline.run(pipeline.JobSpec(model=str(model_dir), spec=spec, device="cpu",
                                      evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2), **job), out)
 
 

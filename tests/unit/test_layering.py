@@ -1,5 +1,6 @@
-"""Layering: pruning_core stays a plain library (no web, queue or ORM imports) and the API never
-loads torch or pruning_core. Each check imports in a fresh interpreter."""
+"""Layering: pruning_core stays a plain library (no web, queue or ORM imports), its job spec
+imports neither torch nor any service package, and the API loads no torch and nothing of
+pruning_core beyond the spec. Each check imports in a fresh interpreter."""
 
 import subprocess
 import sys
@@ -22,6 +23,16 @@ def test_cli_help_does_not_load_torch():
     assert loaded_after("from topiary import cli", ("torch",)) == []
 
 
-def test_api_does_not_load_torch_or_pruning_core():
-    assert loaded_after("from api.app import create_app; create_app(); import db.broker, db.jobs, worker.celery_app",
-                        ("torch", "pruning_core", "transformers")) == []
+def test_job_spec_loads_neither_torch_nor_service_packages():
+    assert loaded_after("import pruning_core.spec; from pruning_core.spec import JobSpec; "
+                        "JobSpec.from_dict({'model': 'm', 'method': 'alps'})",
+                        ("torch", "numpy", "transformers", "fastapi", "celery", "sqlalchemy", "pydantic")) == []
+
+
+def test_api_does_not_load_torch_or_pruning_core_beyond_the_spec():
+    code = ("from api.app import create_app; create_app(); import db.broker, db.jobs, worker.celery_app; "
+            "spec_only = all(m == 'pruning_core' or m.startswith('pruning_core.spec') or m == 'pruning_core.errors' "
+            "for m in sys.modules if m.startswith('pruning_core'))")
+    assert loaded_after(code, ("torch", "transformers")) == []
+    assert loaded_after(code + "; assert spec_only, sorted(m for m in sys.modules if m.startswith('pruning_core'))",
+                        ()) == []

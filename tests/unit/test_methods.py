@@ -14,7 +14,7 @@ SETTINGS = [("0.3", None), ("0.5", None), ("0.7", None), ("0", "2:4"), ("0", "4:
 
 
 def run(method, W, stats, sparsity=0.5, pattern=None, **options):
-    spec = PruneSpec(method, sparsity=sparsity, pattern=Pattern.parse(pattern), options=options)
+    spec = PruneSpec(method, sparsity=None if pattern else sparsity, pattern=Pattern.parse(pattern), options=options)
     return METHODS[method].prune_layer(W.clone(), stats, spec, spec.method_options())
 
 

@@ -13,7 +13,7 @@ from pruning_core.stats import relative_error
 
 
 def run(W, stats, sparsity=0.5, pattern=None, quant=None, method="pgz", **options):
-    spec = PruneSpec(method, sparsity=sparsity, pattern=Pattern.parse(pattern), options=options, quant=quant)
+    spec = PruneSpec(method, sparsity=None if pattern else sparsity, pattern=Pattern.parse(pattern), options=options, quant=quant)
     return METHODS[method].prune_layer(W.clone(), stats, spec, spec.method_options())
 
 

@@ -15,16 +15,20 @@ def test_bad_patterns(text):
         Pattern.parse(text)
 
 
-def test_nm_sets_sparsity():
-    spec = PruneSpec("sparsegpt", sparsity=0.9, pattern=Pattern.parse("2:8"))
+def test_nm_sets_sparsity_and_a_contradicting_sparsity_is_an_error():
+    spec = PruneSpec("sparsegpt", pattern=Pattern.parse("2:8"))
     assert spec.sparsity == pytest.approx(0.75)
     assert str(spec.pattern) == "2:8"
+    assert PruneSpec("sparsegpt", sparsity=0.75, pattern="2:8").sparsity == pytest.approx(0.75)
+    with pytest.raises(SpecError, match="contradicts pattern 2:8") as err:
+        PruneSpec("sparsegpt", sparsity=0.9, pattern=Pattern.parse("2:8"))
+    assert err.value.param == "sparsity"
 
 
 def test_unknown_method_and_option():
     with pytest.raises(SpecError, match="unknown method"):
         PruneSpec("nope")
-    with pytest.raises(SpecError, match="unknown option"):
+    with pytest.raises(SpecError, match="has no option"):
         PruneSpec("sparsegpt", options={"blocksiz": 64})
     with pytest.raises(SpecError, match="blocksize"):
         PruneSpec("sparsegpt", options={"blocksize": 0})

@@ -73,7 +73,7 @@ def test_peak_blocks_in_memory_does_not_grow_with_depth(tmp_path):
 
     peaks = {}
     for layers in (2, 6):
-        job = pipeline.Job(model=str(_save(tmp_path, "llama", layers, _tokenizer())), spec=_spec(), device="cpu",
+        job = pipeline.JobSpec(model=str(_save(tmp_path, "llama", layers, _tokenizer())), spec=_spec(), device="cpu",
                            evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2))
         report = pipeline.run(job, tmp_path / f"out-{layers}")
         assert report["streamed"] is True
@@ -98,7 +98,7 @@ def test_streamed_job_output_loads_and_reproduces_its_perplexity(tmp_path):
 
     tok = _tokenizer()
     directory = _save(tmp_path, "llama", 2, tok)
-    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu",
+    job = pipeline.JobSpec(model=str(directory), spec=_spec(), device="cpu",
                        evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=4))
     report = pipeline.run(job, tmp_path / "out")
     model_dir = tmp_path / "out" / "model"
@@ -151,7 +151,7 @@ def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_p
     from safetensors.torch import load_file
 
     directory = _save(tmp_path, "llama", 4, _tokenizer())
-    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu",
+    job = pipeline.JobSpec(model=str(directory), spec=_spec(), device="cpu",
                        evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2))
     straight = pipeline.run(job, tmp_path / "straight")
 
@@ -197,10 +197,10 @@ def test_a_state_left_by_another_job_is_not_resumed(tmp_path):
         if p.stage == "pruning" and p.layers_done == 8:
             raise Killed
 
-    job = pipeline.Job(model=str(directory), spec=_spec(), device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
+    job = pipeline.JobSpec(model=str(directory), spec=_spec(), device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
     with pytest.raises(Killed):
         pipeline.run(job, tmp_path / "a", progress=dies, resume_dir=resume)
-    other = pipeline.Job(model=str(directory), device="cpu", evaluation=pipeline.EvalSpec(datasets=()),
+    other = pipeline.JobSpec(model=str(directory), device="cpu", evaluation=pipeline.EvalSpec(datasets=()),
                          spec=PruneSpec(method="wanda", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 16, 0)))
     stages = []
     pipeline.run(other, tmp_path / "b", progress=lambda p: stages.append(p.stage), resume_dir=resume)

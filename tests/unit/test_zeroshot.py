@@ -6,7 +6,7 @@ import torch
 
 from helpers import tiny_model
 from pruning_core import SpecError, evaluate, models
-from pruning_core.pipeline import EvalSpec
+from pruning_core.spec import EvalSpec
 from pruning_core.zeroshot import TASKS, encode_pair, load_items, loglikelihoods, zero_shot
 
 # item counts of the shipped files (../shared/data/SOURCES.md)
@@ -71,7 +71,7 @@ def test_prompts_follow_the_harness():
 def test_unknown_task_is_a_spec_error():
     with pytest.raises(SpecError, match="unknown zero-shot task 'mmlu'"):
         EvalSpec(tasks=("mmlu",))
-    with pytest.raises(SpecError, match="task limit"):
+    with pytest.raises(SpecError, match="evaluation.task_limit"):
         EvalSpec(tasks=("piqa",), task_limit=0)
 
 
