@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -59,7 +60,9 @@ class Progress:
 @dataclass
 class PruneResult:
     layers: list[LayerReport]
-    masks: dict[str, tuple[np.ndarray, tuple[int, int]]]  # name -> (bit-packed keep mask, shape)
+    # name -> (bit-packed keep mask, shape); or, for a run with a resume state, the per-block
+    # mask files it wrote (export.merge_mask_files)
+    masks: Union[dict[str, tuple[np.ndarray, tuple[int, int]]], list[Path]]
     seconds: float
 
     @property
@@ -216,7 +219,8 @@ def prune_blocks(
 
     start = resume.blocks_done if resume is not None else 0
     reports: list[LayerReport] = list(resume.reports) if start else []
-    packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = dict(resume.masks) if start else {}
+    # with a resume state each block's masks go to its files as the block finishes, not to memory
+    packed: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
     if start:
         notify(Progress("resuming", len(reports), total, blocks=(start, len(blocks))))
         for index in range(start if inputs is not None else 0):
@@ -243,11 +247,11 @@ def prune_blocks(
             del stats
             source.finished(index)
             if resume is not None:
-                resume.record_block(index, reports[first:], {r.name: packed[r.name] for r in reports[first:]})
+                resume.record_block(index, reports[first:], {r.name: packed.pop(r.name) for r in reports[first:]})
             if inputs is not None:
                 inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)
-    result = PruneResult(reports, packed, time.perf_counter() - t_start)
+    result = PruneResult(reports, packed if resume is None else resume.mask_files(), time.perf_counter() - t_start)
     notify(Progress("done", total, total, None, result.seconds))
     return result

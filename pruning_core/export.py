@@ -26,6 +26,36 @@ def save_masks(masks: dict[str, tuple[np.ndarray, tuple[int, int]]], path: Path)
     save_file(tensors, str(path), metadata=meta)
 
 
+def merge_mask_files(files: list[Path], dest: Path, chunk: int = 1 << 24) -> None:
+    """Join per-block `save_masks` files into one masks file without holding the masks in memory:
+    the safetensors layout (8-byte little-endian header length, JSON header, raw bytes) is written
+    directly, and each tensor's bytes are copied through in chunks."""
+    entries, shapes, sources, offset = {}, {}, [], 0
+    for path in files:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        meta = header.pop("__metadata__", {})
+        shapes.update(json.loads(meta["shapes"]))
+        for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            begin, end = info["data_offsets"]
+            entries[name] = {"dtype": info["dtype"], "shape": info["shape"], "data_offsets": [offset, offset + end - begin]}
+            sources.append((path, 8 + size + begin, end - begin))
+            offset += end - begin
+    header = {"__metadata__": {"format": MASK_FORMAT, "shapes": json.dumps(shapes)}, **entries}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    with open(dest, "wb") as out:
+        out.write(len(text).to_bytes(8, "little") + text)
+        for path, start, length in sources:
+            with open(path, "rb") as f:
+                f.seek(start)
+                while length:
+                    piece = f.read(min(chunk, length))
+                    out.write(piece)
+                    length -= len(piece)
+
+
 def load_packed_masks(path: str | Path) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     """Inverse of `save_masks`, still packed: layer name -> (packed bits, [m, n])."""
     with safe_open(str(path), framework="pt") as f:
@@ -74,7 +104,10 @@ def _publish(out: Path, write_model, masks, report: dict[str, Any]) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; the published directory is an ordinary one
     try:
         write_model(tmp / "model")
-        save_masks(masks, tmp / "masks.safetensors")
+        if isinstance(masks, dict):
+            save_masks(masks, tmp / "masks.safetensors")
+        else:  # per-block mask files written as the blocks finished
+            merge_mask_files(masks, tmp / "masks.safetensors")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .driver import LayerReport
-from .export import load_packed_masks, save_masks
+from .export import save_masks
 
 STATE = "state.json"
 
@@ -30,7 +30,7 @@ def fingerprint(*parts: Any) -> str:
 class ResumeState:
     def __init__(self, directory: Path, key: str):
         self.directory, self.key = Path(directory), key
-        self.blocks_done, self.reports, self.masks = 0, [], {}
+        self.blocks_done, self.reports = 0, []
         self.dense: Optional[dict] = None
         state = self._read()
         if state is None or state.get("fingerprint") != key:
@@ -39,8 +39,6 @@ class ResumeState:
             return
         self.blocks_done, self.dense = state["blocks_done"], state.get("dense")
         self.reports = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in state["layers"]]
-        for index in range(self.blocks_done):
-            self.masks.update(load_packed_masks(self._masks_file(index)))
 
     @property
     def model_dir(self) -> Path:
@@ -68,8 +66,12 @@ class ResumeState:
 
     def record_block(self, index: int, reports: list[LayerReport],
                      masks: dict[str, tuple[np.ndarray, tuple[int, int]]]) -> None:
-        """Block `index` is pruned and its shard written: keep its masks and reports."""
+        """Block `index` is pruned and its shard written: keep its masks (on disk only: a 70B
+        model's packed masks are gigabytes) and reports."""
         save_masks(masks, self._masks_file(index))
         self.reports, self.blocks_done = self.reports + list(reports), index + 1
-        self.masks.update(masks)
         self._write()
+
+    def mask_files(self) -> list[Path]:
+        """The finished blocks' mask files, in block order (export.merge_mask_files joins them)."""
+        return [self._masks_file(index) for index in range(self.blocks_done)]

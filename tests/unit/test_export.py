@@ -36,3 +36,21 @@ def test_publish_refuses_non_empty_and_leaves_nothing_on_failure(tmp_path):
         export.publish(target, Broken(), None, {}, {})
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial directory left behind
+
+
+def test_per_block_mask_files_merge_into_one_masks_file(tmp_path):
+    """The streamed path keeps masks on disk per block; the published file holds them all."""
+    rng = np.random.default_rng(0)
+    blocks = [{f"b{i}.{kind}": (np.packbits(rng.random(m * n) < 0.5), (m, n)) for kind, (m, n) in
+               (("q", (4, 8)), ("down", (3, 5)))} for i in range(3)]
+    files = []
+    for i, masks in enumerate(blocks):
+        files.append(tmp_path / f"masks-{i}.safetensors")
+        export.save_masks(masks, files[-1])
+    export.merge_mask_files(files, tmp_path / "masks.safetensors")
+    merged = export.load_packed_masks(tmp_path / "masks.safetensors")
+    expected = {name: value for masks in blocks for name, value in masks.items()}
+    assert merged.keys() == expected.keys()
+    for name, (bits, shape) in expected.items():
+        assert merged[name][1] == shape and (merged[name][0] == bits).all()
+    assert set(export.load_masks(tmp_path / "masks.safetensors")) == set(expected)
