@@ -11,7 +11,10 @@ initialised LLaMA-architecture model stored in bf16 shards, side by side in one 
     .venv/bin/python bench/big_model.py --before /tmp/before                 # hidden 2560, MLP 6912, 16 and 32 blocks
     .venv/bin/python bench/big_model.py --hidden 512 --mlp 1376 --blocks 2 4 --methods wanda   # a smoke run
 
-Every run is its own process; its peak RSS comes from wait4 (ru_maxrss of that child alone).
+Every run is its own process, which reports its own peak RSS (VmHWM of /proc/self/status, the
+high-water mark of its address space since exec). Not wait4's ru_maxrss: Linux carries the
+pre-exec high-water mark into it, so a child forked from this parent after it wrote the models
+(about 3 GiB) would report at least the parent's size whatever it used itself.
 The model's quality means nothing (random weights); its memory and time are real. Writes
 bench/results/big_model.json.
 """
@@ -111,7 +114,14 @@ def child(args) -> None:
         oneshot(model=model, dataset=dataset, recipe=cls(sparsity=0.5, ignore=["re:.*lm_head"]), pipeline="sequential",
                 num_calibration_samples=len(ids), max_seq_length=args.seqlen, shuffle_calibration_samples=False)
         model.save_pretrained(args.out)
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_gb": _high_water_gib()}))
+
+
+def _high_water_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # kB -> GiB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(impl: str, method: str, model: Path, out: Path, args, pythonpath: Path) -> dict:
@@ -119,14 +129,12 @@ def measure(impl: str, method: str, model: Path, out: Path, args, pythonpath: Pa
            "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen)]
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "TQDM_DISABLE": "1"}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{impl} {method} failed ({proc.returncode}):\n{output[-2000:]}")
-    return {"impl": impl, "method": method, "peak_rss_gb": usage.ru_maxrss / 2**20,
-            "seconds": json.loads(output.strip().splitlines()[-1])["seconds"], "wall": time.perf_counter() - started}
+        raise RuntimeError(f"{impl} {method} failed ({proc.returncode}):\n{proc.stdout[-2000:]}")
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"impl": impl, "method": method, "peak_rss_gb": measured["peak_rss_gb"], "seconds": measured["seconds"],
+            "wall": time.perf_counter() - started}
 
 
 def main() -> None:
@@ -141,7 +149,10 @@ def main() -> None:
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--before", type=Path, help="a worktree of the previous commit: its in-memory path is measured")
     ap.add_argument("--no-llmcompressor", action="store_true")
-    ap.add_argument("--workdir", type=Path, default=None, help="where the models are written (default: a temp dir)")
+    ap.add_argument("--no-deep-before", action="store_true", help="skip the in-memory run (its float32 copy is 4x the model)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where outputs are written (default: a temp dir)")
+    ap.add_argument("--models", type=Path, default=None,
+                    help="keep the generated models here and reuse them on the next run (default: in the temp dir)")
     ap.add_argument("--out", default="big_model.json")
     ap.add_argument("--child", choices=["streamed", "in-memory", "llm-compressor"], help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
@@ -155,10 +166,17 @@ def main() -> None:
         tmp = Path(tmp)
         shallow, deep = args.blocks
         sizes, rows = {}, []
+        models = args.models or tmp
         for blocks in (shallow, deep):
             t = time.perf_counter()
-            sizes[blocks] = make_model(tmp / f"llama-{blocks}", args.hidden, args.mlp, blocks, args.heads, args.kv_heads)
-            print(f"wrote {blocks} blocks ({sizes[blocks] / 1e9:.2f}B parameters) in {time.perf_counter() - t:.0f}s", flush=True)
+            where = models / f"llama-{args.hidden}x{args.mlp}-{blocks}"
+            if (where / "params.json").is_file():
+                sizes[blocks] = json.loads((where / "params.json").read_text())
+            else:
+                subprocess.run(["rm", "-rf", str(where)], check=False)
+                sizes[blocks] = make_model(where, args.hidden, args.mlp, blocks, args.heads, args.kv_heads)
+                (where / "params.json").write_text(json.dumps(sizes[blocks]))
+            print(f"{blocks} blocks ({sizes[blocks] / 1e9:.2f}B parameters) ready in {time.perf_counter() - t:.0f}s", flush=True)
         try:
             import llmcompressor  # noqa: F401
             have_llmc = not args.no_llmcompressor
@@ -166,13 +184,14 @@ def main() -> None:
             have_llmc = False
         for method in args.methods:
             plan = [("streamed", shallow, ours), ("streamed", deep, ours)]
-            if args.before:
+            if args.before and not args.no_deep_before:
                 plan.append(("in-memory", deep, args.before))
             if have_llmc:
                 plan.append(("llm-compressor", deep, ours))
             for impl, blocks, code in plan:
                 out = tmp / f"out-{impl}-{method}-{blocks}"
-                row = {**measure(impl, method, tmp / f"llama-{blocks}", out, args, code), "blocks": blocks,
+                model = models / f"llama-{args.hidden}x{args.mlp}-{blocks}"
+                row = {**measure(impl, method, model, out, args, code), "blocks": blocks,
                        "params": sizes[blocks], "bf16_gb": sizes[blocks] * 2 / 2**30}
                 rows.append(row)
                 print(f"{impl:<15} {method:<10} {blocks:>3} blocks  peak RSS {row['peak_rss_gb']:6.2f} GiB  "

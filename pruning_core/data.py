@@ -84,6 +84,27 @@ def _documents(table: dict, dataset: str, root: Optional[Path], allow_download: 
     )
 
 
+def check_available(table: dict, dataset: str, root: Optional[Path], allow_download: bool) -> None:
+    """Raise what `_documents` would, without reading the file: for checks before a model loads."""
+    rel, hub = table[dataset]
+    if not ((root or data_dir()) / rel).is_file() and not allow_download:
+        raise DataNotFound(
+            f"missing data file {(root or data_dir()) / rel} (set TOPIARY_DATA_DIR, or allow downloads to fetch {hub[0]})",
+            "dataset")
+
+
+def check_calibration_source(source: str, root: Optional[Path], allow_download: bool) -> None:
+    if source in CALIB_FILES:
+        check_available(CALIB_FILES, source, root, allow_download)
+        return
+    path = Path(source).expanduser()
+    if path.suffix not in (".txt", ".jsonl"):
+        raise SpecError(f"calibration source must be c4, wikitext2, ptb or a .txt/.jsonl file, got {source!r}",
+                        "calibration.source")
+    if not path.is_file():
+        raise DataNotFound(f"calibration file not found: {path}", "calibration.source")
+
+
 def eval_text(dataset: str, root: Optional[Path] = None, allow_download: bool = False) -> str:
     """The evaluation text, GPTQ-style: WikiText-2 test as is, PTB test lines joined with a space
     (each line stripped), the C4 sample's documents joined with a space."""

@@ -77,7 +77,9 @@ def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
 
 def check_output_dir(out: Path) -> None:
     """Refuse to overwrite a non-empty directory: results of an earlier run are never lost."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} is a file; name a new or empty directory")
+    if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output directory {out} exists and is not empty")
 
 

@@ -108,6 +108,36 @@ def resolve(ref: str) -> str:
     raise ModelNotFound(f"unknown model {ref!r}: not a bundled name ({', '.join(BUNDLED)}), a model directory or a hub id", "model")
 
 
+def check_openable(ref: str, timeout: float = 3.0) -> None:
+    """Raise ModelNotFound now if `ref` cannot be opened, without loading or converting anything:
+    a bundled model's package is installed, a directory holds config.json, a GGUF file exists,
+    and a hub id is in the local Hugging Face cache or the hub answers within `timeout` seconds
+    (otherwise transformers retries for a minute before it fails)."""
+    if ref in BUNDLED:
+        if importlib.util.find_spec(BUNDLED[ref].package) is None:
+            raise ModelNotFound(f"bundled model {ref} is not installed: {BUNDLED[ref].install}", "model")
+        return
+    path = Path(ref).expanduser()
+    if path.exists() or not spec.HUB_ID.match(ref):
+        resolve(ref)
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(ref, "config.json"), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise ModelNotFound(f"{ref} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set", "model")
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ModelNotFound(f"{ref} is not in the local Hugging Face cache and {host} is unreachable ({exc}); "
+                            f"download it elsewhere and pass its directory", "model") from None
+
+
 def check_dtype(dtype: str) -> None:
     if dtype not in DTYPE_CHOICES:
         raise SpecError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}", "dtype")

@@ -133,6 +133,19 @@ def open_model(job: JobSpec):
     return Resident(model), tokenizer
 
 
+def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_download: bool = False) -> None:
+    """Everything that can fail before the model loads, checked before it loads: the output
+    directory, the model reference, the calibration source, the evaluation data and task files."""
+    export.check_output_dir(out)
+    models.check_openable(job.model)
+    if job.spec.declared.stats != "none":
+        data.check_calibration_source(job.spec.calibration.source, data_root, allow_download)
+    for name in job.evaluation.datasets:
+        data.check_available(data.EVAL_FILES, name, data_root, allow_download)
+    for name in job.evaluation.tasks:
+        zeroshot.task_file(name, data_root)
+
+
 def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
         data_root: Optional[Path] = None, allow_download: bool = False,
         resume_dir: Optional[Path] = None) -> dict[str, Any]:
@@ -141,7 +154,7 @@ def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress
     appears, whole, only at the end. With `resume_dir` that work directory persists: a run
     that finds an earlier attempt's blocks there (same job) continues after them."""
     out = Path(out_dir)
-    export.check_output_dir(out)  # fail before an hour of work, not after
+    preflight(job, out, data_root, allow_download)  # fail before an hour of work, not after
     out.parent.mkdir(parents=True, exist_ok=True)
     # without a resume directory the work area is a throwaway sibling of the output
     work = Path(resume_dir) if resume_dir else Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))

@@ -127,13 +127,18 @@ def check_tasks(names) -> None:
 
 def load_items(name: str, root: Optional[Path] = None, limit: Optional[int] = None) -> list[Item]:
     """The first `limit` items of a task, from `root` (default: the data directory)."""
+    return TASKS[name].load(task_file(name, root))[:limit]
+
+
+def task_file(name: str, root: Optional[Path] = None) -> Path:
+    """The task's data file, which must exist."""
     from .data import data_dir
 
     check_tasks([name])
     path = (root or data_dir()) / TASKS[name].file
     if not path.is_file():
         raise SpecError(f"missing task file {path} (set TOPIARY_DATA_DIR to a folder with tasks/)", "tasks")
-    return TASKS[name].load(path)[:limit]
+    return path
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:

@@ -3,6 +3,7 @@ is fast and the service commands never load torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -27,25 +28,14 @@ def fail(message: str) -> None:
 
 
 def _parse_options(pairs: List[str]) -> dict:
+    """-o KEY=VALUE pairs as strings; the job spec parses each by its declared type."""
     options = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             fail(f"--option expects KEY=VALUE, got {pair!r}")
-        try:
-            options[key.strip()] = json.loads(raw)
-        except ValueError:
-            options[key.strip()] = raw
+        options[key.strip()] = raw
     return options
-
-
-def _quant_spec(cls, text: Optional[str], group_size: Optional[int]):
-    if group_size is not None and text is None:
-        fail("--group-size needs --quantize")
-    try:
-        return cls.parse(text, group_size)
-    except ValueError as exc:
-        fail(str(exc))
 
 
 class _Bar:
@@ -126,45 +116,64 @@ def prune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Prune a model, evaluate it, and write model/, masks.safetensors and report.json to --out."""
-    from pruning_core import CalibrationSpec, Pattern, PruneSpec, TopiaryError
-    from pruning_core.models import DTYPE_CHOICES
-    from pruning_core.quant import QuantSpec
-    from pruning_core.pipeline import EvalSpec, Job, run
+    from pruning_core.errors import TopiaryError
+    from pruning_core.spec import JobSpec, QuantSpec
+
+    # the same checks as the API's, all before torch is imported or anything is read
+    try:
+        quant = QuantSpec.parse(quantize, group_size)
+        body = {
+            "model": model, "method": method, "sparsity": sparsity, "pattern": pattern,
+            "options": _parse_options(option), "quantize": dataclasses.asdict(quant) if quant else None,
+            "calibration": {"source": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed},
+            "evaluation": {"datasets": eval or ["wikitext2"], "seqlen": eval_seqlen, "limit": eval_limit,
+                           "dense": dense_eval, "task_limit": task_limit,
+                           "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
+            "dtype": dtype, "device": device,
+        }
+        job = JobSpec.from_dict(body, text_options=True)
+    except TopiaryError as exc:
+        fail(str(exc))
+
+    from pruning_core import pipeline
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if dtype not in DTYPE_CHOICES:
-        fail(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_CHOICES)}")
     try:
-        pat = Pattern.parse(pattern)
-        if pat.is_nm and sparsity is not None and abs(sparsity - pat.sparsity) > 1e-9:
-            fail(f"--sparsity {sparsity} contradicts --pattern {pattern} (sparsity {pat.sparsity})")
-        spec = PruneSpec(
-            method=method,
-            sparsity=0.5 if sparsity is None else sparsity,
-            pattern=pat,
-            options=_parse_options(option),
-            calibration=CalibrationSpec(calib, nsamples, seqlen, seed),
-            quant=_quant_spec(QuantSpec, quantize, group_size),
-        )
-        task_names = tuple(t.strip() for t in tasks.split(",") if t.strip()) if tasks else ()
-        evaluation = EvalSpec(tuple(eval), eval_seqlen, eval_limit, dense_eval, task_names, task_limit)
-        job = Job(model, spec, evaluation, dtype, device)
-        report = run(job, out, _Bar(quiet), data_dir, allow_download)
+        pipeline.preflight(job, out, data_dir, allow_download)  # model, data and --out: before loading
+        report = pipeline.run(job, out, _Bar(quiet), data_dir, allow_download)
     except (TopiaryError, FileExistsError) as exc:
         fail(str(exc))
     typer.echo(_summary(report, out))
 
 
 @app.command()
-def methods() -> None:
-    """List pruning methods and their options with defaults."""
-    import dataclasses
+def methods(as_json: bool = typer.Option(False, "--json", help="The registry as JSON (what GET /v1/methods serves)."),
+            markdown: bool = typer.Option(False, "--markdown", help="The README's method table.")) -> None:
+    """List pruning methods and their options with defaults (the same registry the API serves)."""
+    from pruning_core.spec import DECLARED
 
-    from pruning_core import METHODS
+    if as_json:
+        typer.echo(json.dumps([m.describe() for m in DECLARED.values()], indent=2))
+        return
+    if markdown:
+        typer.echo(methods_table())
+        return
+    for name, m in DECLARED.items():
+        opts = ", ".join(f"{o.name}={o.default}" for o in m.options) or "no options"
+        typer.echo(f"{name:<10} {m.summary}\n{'':<10} reads: {m.stats}; options: {opts}")
 
-    for name, m in METHODS.items():
-        opts = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(m.options)) or "no options"
-        typer.echo(f"{name:<10} {m.summary}\n{'':<10} options: {opts}")
+
+def methods_table() -> str:
+    """The README's method table, generated from the registry (tests/unit/test_readme.py compares)."""
+    from pruning_core.spec import DECLARED
+
+    reads = {"none": "no data", "norms": "input norms ‖X_j‖", "gram": "H = XXᵀ"}
+    rows = ["| method | what it does | reads | joint int quantization | options (default) |",
+            "|---|---|---|---|---|"]
+    for m in DECLARED.values():
+        opts = ", ".join(f"`{o.name}`={o.default}" for o in m.options) or "none"
+        rows.append(f"| `{m.name}` | {m.summary} | {reads[m.stats]} | {'yes' if m.supports_quant else 'no'} | {opts} |")
+    return "\n".join(rows)
 
 
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)

@@ -26,27 +26,59 @@ def test_help_documents_every_option():
         assert flag in out, flag
 
 
-@pytest.mark.parametrize(
-    "args,needle",
-    [
-        (["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
-        (["--sparsity", "-0.2"], "sparsity must be in [0, 1)"),
-        (["--sparsity", "half"], "--sparsity"),
-        (["--pattern", "4:4"], "0 < N < M"),
-        (["--pattern", "2:4", "--sparsity", "0.7"], "contradicts"),
-        (["--method", "pruneit"], "unknown method"),
-        (["--model", "no-such-model"], "unknown model"),
-        (["--eval", "imagenet"], "unknown eval dataset"),
-        (["-o", "blocksize"], "KEY=VALUE"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2(tmp_path, args, needle):
-    proc = topiary("prune", "--out", str(tmp_path / "o"), *args)
-    assert proc.returncode == 2
+BAD_INPUT = [  # (arguments, what the one line must say): every case the issue lists, and the classics
+    (["--sparsity", "1.0"], "sparsity: must be a number in [0, 1)"),
+    (["--sparsity", "-0.2"], "sparsity: must be a number in [0, 1)"),
+    (["--sparsity", "half"], "--sparsity"),
+    (["--pattern", "4:4"], "0 < N < M"),
+    (["--pattern", "2:4", "--sparsity", "0.7"], "contradicts"),
+    (["--method", "pruneit"], "unknown method"),
+    (["--model", "no-such-model"], "unknown model"),
+    (["--eval", "imagenet"], "unknown dataset 'imagenet'"),
+    (["-o", "blocksize"], "KEY=VALUE"),
+    (["--method", "alps", "-o", "rho0=abc"], "options.rho0: must be a finite number"),
+    (["--method", "alps", "-o", "max_iter=1.5"], "options.max_iter: must be an integer"),
+    (["--method", "alps", "-o", "refit=maybe"], "options.refit: must be a boolean"),
+    (["--method", "sparsegpt", "-o", "percdamp=-1"], "options.percdamp: must be 0 <= percdamp"),
+    (["--method", "wanda", "-o", "blocksize=64"], "method wanda has no option 'blocksize'"),
+    (["--method", "wanda", "--quantize", "int4"], "method wanda has no joint quantization"),
+    (["--device", "tpu"], "device: must be auto, cpu, cuda or cuda:N"),
+    (["--eval-seqlen", "5000000"], "evaluation.seqlen: must be in 8..32768"),
+    (["--calib", "/nonexistent/calib.txt"], "calibration file not found"),
+    (["--model", "someorg/not-cached-model"], "not in the local Hugging Face cache"),
+    (["--model", "/nonexistent/model-dir"], "unknown model"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_before_the_model_loads(tmp_path, args, needle):
+    proc = topiary("prune", "--out", str(tmp_path / "o"), *args, env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert needle in lines[-1] and lines[-1].startswith("topiary: error:")
-    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("topiary: error:"), proc.stderr
+    assert "[loading]" not in proc.stderr  # the one line is all: no stage began, no weights were read
     assert not (tmp_path / "o").exists()
+
+
+def test_out_naming_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = topiary("prune", "--out", str(tmp_path / "afile"), timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        f"topiary: error: output {tmp_path / 'afile'} is a file; name a new or empty directory"
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_bad_gpu_list_is_one_line(command):
+    proc = topiary(command, "--gpus", "a,b", timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == "topiary: error: --gpus expects indices like 0,1; got 'a,b'"
+
+
+def test_methods_lists_the_registry():
+    from pruning_core.spec import DECLARED
+
+    listed = json.loads(topiary("methods", "--json").stdout)
+    assert [m["name"] for m in listed] == list(DECLARED)
+    assert listed == [m.describe() for m in DECLARED.values()]
 
 
 def test_missing_data_and_busy_output(tmp_path, tiny_model_dir):
