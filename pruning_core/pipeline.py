@@ -160,13 +160,22 @@ def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress
     work = Path(resume_dir) if resume_dir else Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
     try:
         return _run(job, out, work, progress or (lambda p: None), data_root, allow_download)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"no space left on the device while writing {exc.filename or out}") from None
+    except Exception as exc:
+        if _out_of_space(exc):
+            raise DiskFull(f"no space left on the device while writing {getattr(exc, 'filename', None) or out}") \
+                from None
         raise
     finally:
         if not resume_dir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC as Python raises it, or as safetensors' Rust writer reports it (a SafetensorError
+    whose text carries the OS error, not an OSError)."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return type(exc).__name__ == "SafetensorError" and f"os error {errno.ENOSPC})" in str(exc)
 
 
 def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:

@@ -399,9 +399,63 @@ async function act(method, suffix) {
   }
 }
 
+// the submit form's methods and their option inputs come from GET /v1/methods (the registry)
+function optionInput(o) {
+  let input;
+  if (o.type === "boolean") {
+    input = el("select", "");
+    input.replaceChildren(...["", "true", "false"].map((v) => { const opt = el("option", v || `(${o.default})`); opt.value = v; return opt; }));
+  } else if (o.enum) {
+    input = el("select", "");
+    input.replaceChildren(...["", ...o.enum].map((v) => { const opt = el("option", v || `(${o.default})`); opt.value = v; return opt; }));
+  } else {
+    input = document.createElement("input");
+    input.type = "number";
+    input.step = o.type === "integer" ? "1" : "any";
+    input.placeholder = String(o.default);
+    for (const [attr, key] of [["min", "minimum"], ["max", "maximum"]]) if (key in o) input[attr] = o[key];
+  }
+  input.name = `option:${o.name}`;
+  input.dataset.type = o.type;
+  const label = el("label", `${o.name} `);
+  label.title = o.description;
+  label.append(input);
+  return label;
+}
+
+function showOptions() {
+  const method = state.methods.find((m) => m.name === $("#job-form select[name=method]").value);
+  const box = $("#method-options");
+  box.replaceChildren(el("legend", method.options.length ? "options (empty: default)" : "no options"),
+                      ...method.options.map(optionInput));
+}
+
+function chosenOptions(form) {
+  const options = {};
+  for (const input of form.querySelectorAll("[name^='option:']")) {
+    if (input.value === "") continue;
+    const name = input.name.slice(7);
+    const type = input.dataset.type;
+    options[name] = type === "boolean" ? input.value === "true" : (type === "integer" || type === "number") ? Number(input.value) : input.value;
+  }
+  return options;
+}
+
 async function openForm() {
   $("#detail").hidden = true;
   $("#new-job").hidden = false;
+  const methodSelect = $("#job-form select[name=method]");
+  if (!state.methods) {
+    state.methods = (await api("/v1/methods")).data;
+    methodSelect.replaceChildren(...state.methods.map((m) => {
+      const option = el("option", m.name);
+      option.title = m.summary;
+      return option;
+    }));
+    methodSelect.value = state.methods.some((m) => m.name === "alps") ? "alps" : state.methods[0].name;
+    methodSelect.addEventListener("change", showOptions);
+    showOptions();
+  }
   const select = $("#job-form select[name=model]");
   const models = await api("/v1/models");
   select.replaceChildren(...models.data.map((m) => {
@@ -419,6 +473,8 @@ async function submitJob(event) {
     calibration: { source: f.source.value, nsamples: Number(f.nsamples.value), seqlen: Number(f.seqlen.value), seed: 0 },
     evaluation: { datasets: [...f.eval.selectedOptions].map((o) => o.value) },
   };
+  const options = chosenOptions(event.target);
+  if (Object.keys(options).length) body.options = options;
   if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
   else body.sparsity = Number(f.sparsity.value);
   if (f.limit.value) body.evaluation.limit = Number(f.limit.value);

@@ -114,6 +114,25 @@ def test_bad_input_is_shown_next_to_the_form(page):
     assert "pattern" in page.text_content("#form-errors")
 
 
+def test_method_options_come_from_the_registry_and_are_checked(page):
+    """The form lists the served methods and each one's declared options; a bad option value is
+    answered next to the form, naming the option."""
+    from pruning_core.spec import DECLARED
+
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    methods = page.locator("#job-form select[name=method] option").all_text_contents()
+    assert methods == list(DECLARED)
+    page.select_option("#job-form select[name=method]", "sparsegpt")
+    shown = [n.split(":", 1)[1] for n in page.locator("#method-options [name^='option:']").evaluate_all(
+        "nodes => nodes.map(n => n.name)")]
+    assert shown == [o.name for o in DECLARED["sparsegpt"].options]
+    page.fill("#method-options input[name='option:percdamp']", "-1")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#form-errors:not([hidden])")
+    assert "options.percdamp" in page.text_content("#form-errors")
+
+
 def test_schedules_pause_and_show_their_jobs(page, service):
     body = {"name": "nightly-tiny", "cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {**BODY, "model": "tiny"}}
     r = service.http.post("/v1/schedules", json=body)

@@ -205,3 +205,32 @@ def test_a_state_left_by_another_job_is_not_resumed(tmp_path):
     stages = []
     pipeline.run(other, tmp_path / "b", progress=lambda p: stages.append(p.stage), resume_dir=resume)
     assert "resuming" not in stages
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 192 KiB tmpfs: room for the job's first shards, not for the whole output."""
+    import os
+    import subprocess
+
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_job_is_a_clear_error_and_leaves_nothing(tmp_path, small_disk):
+    from pruning_core import pipeline
+    from pruning_core.errors import DiskFull
+
+    directory = _save(tmp_path, "llama", 4, _tokenizer())  # about 1 MB of bf16 shards
+    job = pipeline.JobSpec(model=str(directory), spec=_spec(), device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
+    with pytest.raises(DiskFull) as err:
+        pipeline.run(job, small_disk / "out")
+    assert err.value.code == "disk-full" and "no space left" in str(err.value)
+    assert list(small_disk.iterdir()) == []  # no output, no work directory, no partial file
+    pipeline.run(job, tmp_path / "out")  # the same job on a disk with room: the process carries on
+    assert (tmp_path / "out" / "model" / "config.json").is_file()
