@@ -68,6 +68,8 @@ class LazyCheckpoint:
 
         from .models import DTYPES
 
+        _bound_heap_growth()
+
         self.directory = Path(directory)
         files = shard_map(self.directory)
         if files is None:
@@ -179,6 +181,19 @@ class LazyCheckpoint:
 # safetensors' dtype names (in shard headers) -> torch dtypes
 SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
                       "I64": torch.int64, "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _bound_heap_growth() -> None:
+    """Serve every allocation of 1 MiB or more with its own mmap (glibc's M_MMAP_THRESHOLD fixed,
+    no longer adapting upwards), so that freeing a block's float32 copies and activations gives
+    the pages back at once. With glibc's adaptive threshold (up to 32 MiB) those tensors come
+    from the heap instead, and its footprint crept up with every block: host memory grew with the
+    depth of the model (bench/big_model.py). Process-wide, on purpose: a streamed job owns its
+    process (the CLI, or the worker's single-use job process)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = -3 in malloc.h
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _return_freed_memory() -> None:

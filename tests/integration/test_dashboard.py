@@ -127,10 +127,12 @@ def test_method_options_come_from_the_registry_and_are_checked(page):
     shown = [n.split(":", 1)[1] for n in page.locator("#method-options [name^='option:']").evaluate_all(
         "nodes => nodes.map(n => n.name)")]
     assert shown == [o.name for o in DECLARED["sparsegpt"].options]
-    page.fill("#method-options input[name='option:percdamp']", "-1")
+    assert page.get_attribute("#method-options input[name='option:percdamp']", "min") == "0"  # the browser checks it
+    page.select_option("#job-form select[name=method]", "alps")
+    page.fill("#method-options input[name='option:rho0']", "0")  # 0 < rho0: an open bound, left to the API
     page.click("#job-form button[type=submit]")
     page.wait_for_selector("#form-errors:not([hidden])")
-    assert "options.percdamp" in page.text_content("#form-errors")
+    assert "options.rho0" in page.text_content("#form-errors")
 
 
 def test_schedules_pause_and_show_their_jobs(page, service):
