@@ -82,11 +82,14 @@ def _options_schema() -> dict[str, Any]:
     return {"x-options-by-method": by_method}
 
 
+_CAL = jobspec.CalibrationSpec()  # the spec's defaults
+
+
 class Calibration(Body):
-    source: str = Field("c4", description="c4, wikitext2, ptb, or an uploaded dataset id (ds_...)", max_length=40)
-    nsamples: int = _limit("calibration.nsamples", default=128)
-    seqlen: int = _limit("calibration.seqlen", default=2048)
-    seed: int = _limit("calibration.seed", default=0)
+    source: str = Field(_CAL.source, description="c4, wikitext2, ptb, or an uploaded dataset id (ds_...)", max_length=40)
+    nsamples: int = _limit("calibration.nsamples", default=_CAL.nsamples)
+    seqlen: int = _limit("calibration.seqlen", default=_CAL.seqlen)
+    seed: int = _limit("calibration.seed", default=_CAL.seed)
 
     @field_validator("source")
     @classmethod
@@ -108,7 +111,7 @@ class Evaluation(Body):
 
 
 class Quantize(Body):
-    bits: int = _limit("quantize.bits", default=4)
+    bits: int = _limit("quantize.bits", default=jobspec.QuantSpec().bits)
     group_size: Optional[int] = _limit("quantize.group_size", default=None)
 
 

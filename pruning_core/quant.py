@@ -9,31 +9,10 @@ point and stays 0 after quantization.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
-
-@dataclass(frozen=True)
-class QuantSpec:
-    bits: int = 4
-    group_size: Optional[int] = None  # None: one grid per output row
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.bits <= 8:
-            raise ValueError("quantization bits must be in 2..8")
-        if self.group_size is not None and self.group_size < 1:
-            raise ValueError("group_size must be >= 1")
-
-    @classmethod
-    def parse(cls, text: Optional[str], group_size: Optional[int] = None) -> Optional["QuantSpec"]:
-        """'int4' (or 'int3', 'int8', ...) -> QuantSpec; None/'none' -> None."""
-        if text is None or text.lower() in ("", "none"):
-            return None
-        if not text.lower().startswith("int") or not text[3:].isdigit():
-            raise ValueError(f"quantization must look like int4, got {text!r}")
-        return cls(int(text[3:]), group_size)
+from .spec import QuantSpec  # the job spec owns it; re-exported for the solvers and library users
 
 
 class Grid:

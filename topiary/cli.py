@@ -12,6 +12,10 @@ from typing import List, Optional
 
 import typer
 
+from pruning_core.spec import CalibrationSpec
+
+_CAL = CalibrationSpec()  # the spec's defaults, shown by --help
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -97,10 +101,10 @@ def prune(
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
     quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
     group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
-    calib: str = typer.Option("c4", help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
-    nsamples: int = typer.Option(128, help="Calibration sequences."),
-    seqlen: int = typer.Option(2048, help="Tokens per calibration sequence."),
-    seed: int = typer.Option(0, help="Seed of the calibration draw."),
+    calib: str = typer.Option(_CAL.source, help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
+    nsamples: int = typer.Option(_CAL.nsamples, help="Calibration sequences."),
+    seqlen: int = typer.Option(_CAL.seqlen, help="Tokens per calibration sequence."),
+    seed: int = typer.Option(_CAL.seed, help="Seed of the calibration draw."),
     eval: List[str] = typer.Option([], "--eval", help="Perplexity dataset (repeatable): wikitext2, ptb, c4."),
     eval_limit: Optional[int] = typer.Option(None, help="Evaluate at most this many windows per dataset."),
     eval_seqlen: Optional[int] = typer.Option(None, help="Evaluation window length (default: --seqlen)."),
@@ -126,7 +130,7 @@ def prune(
             "model": model, "method": method, "sparsity": sparsity, "pattern": pattern,
             "options": _parse_options(option), "quantize": dataclasses.asdict(quant) if quant else None,
             "calibration": {"source": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed},
-            "evaluation": {"datasets": eval or ["wikitext2"], "seqlen": eval_seqlen, "limit": eval_limit,
+            "evaluation": {**({"datasets": eval} if eval else {}), "seqlen": eval_seqlen, "limit": eval_limit,
                            "dense": dense_eval, "task_limit": task_limit,
                            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
             "dtype": dtype, "device": device,
