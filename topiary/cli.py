@@ -130,7 +130,7 @@ def prune(
             "model": model, "method": method, "sparsity": sparsity, "pattern": pattern,
             "options": _parse_options(option), "quantize": dataclasses.asdict(quant) if quant else None,
             "calibration": {"source": calib, "nsamples": nsamples, "seqlen": seqlen, "seed": seed},
-            "evaluation": {**({"datasets": eval} if eval else {}), "seqlen": eval_seqlen, "limit": eval_limit,
+            "evaluation": {"datasets": list(eval), "seqlen": eval_seqlen, "limit": eval_limit,  # what --eval names
                            "dense": dense_eval, "task_limit": task_limit,
                            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
             "dtype": dtype, "device": device,
