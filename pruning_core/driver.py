@@ -3,8 +3,9 @@
 Capture the inputs of block 0 once; then for each block: move it to the compute device, hook its
 linears and accumulate the statistics the method declared (H, or only the input norms) once per
 distinct input, prune every target linear, re-run the pruned block to produce the next block's
-inputs, move it back. A method that reads no data (magnitude) runs no forward pass at all. Only one block is on the device at a time;
-block activations live on `store` (the device when they fit, else the CPU).
+inputs, move it back. A method that reads no data (magnitude) runs no forward pass at all. Only
+one block is on the device at a time; block activations live on `store` (the device when they
+fit, else the CPU).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def prune(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        pipeline.preflight(job, out, data_dir, allow_download)  # model, data and --out: before loading
+        # run() checks the model, the data files and --out (pipeline.preflight) before it loads anything
         report = pipeline.run(job, out, _Bar(quiet), data_dir, allow_download)
     except (TopiaryError, FileExistsError) as exc:
         fail(str(exc))
