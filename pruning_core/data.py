@@ -94,15 +94,11 @@ def check_available(table: dict, dataset: str, root: Optional[Path], allow_downl
 
 
 def check_calibration_source(source: str, root: Optional[Path], allow_download: bool) -> None:
+    """What `calibration_ids` would refuse about its source, without reading the text."""
     if source in CALIB_FILES:
         check_available(CALIB_FILES, source, root, allow_download)
-        return
-    path = Path(source).expanduser()
-    if path.suffix not in (".txt", ".jsonl"):
-        raise SpecError(f"calibration source must be c4, wikitext2, ptb or a .txt/.jsonl file, got {source!r}",
-                        "calibration.source")
-    if not path.is_file():
-        raise DataNotFound(f"calibration file not found: {path}", "calibration.source")
+    else:
+        _calibration_file(Path(source).expanduser())
 
 
 def eval_text(dataset: str, root: Optional[Path] = None, allow_download: bool = False) -> str:
@@ -116,8 +112,7 @@ def eval_text(dataset: str, root: Optional[Path] = None, allow_download: bool = 
 
 def _file_documents(path: Path) -> list[str]:
     """A user's calibration file: .jsonl (one {"text": ...} per line) or plain text (one stream)."""
-    if not path.is_file():
-        raise DataNotFound(f"calibration file not found: {path}", "calibration.source")
+    _calibration_file(path)
     if path.suffix == ".jsonl":
         docs = []
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -127,9 +122,19 @@ def _file_documents(path: Path) -> list[str]:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise SpecError(f"{path}:{lineno}: expected a JSON object with a 'text' field", "calibration.source") from exc
         return docs
-    if path.suffix in (".txt", ".raw", ".text", ""):
-        return [path.read_text(encoding="utf-8")]
-    raise SpecError(f"calibration file must be .txt or .jsonl, got {path.name}", "calibration.source")
+    return [path.read_text(encoding="utf-8")]
+
+
+# plain text (one stream) or .jsonl; an uploaded dataset is stored without a suffix
+CALIB_FILE_SUFFIXES = (".jsonl", ".txt", ".raw", ".text", "")
+
+
+def _calibration_file(path: Path) -> None:
+    """The one rule for a calibration file: it exists and has a suffix we read."""
+    if not path.is_file():
+        raise DataNotFound(f"calibration file not found: {path}", "calibration.source")
+    if path.suffix not in CALIB_FILE_SUFFIXES:
+        raise SpecError(f"calibration file must be .txt or .jsonl, got {path.name}", "calibration.source")
 
 
 def sample_windows(docs: list[str], tokenize: Callable[[str], list[int]], nsamples: int, seqlen: int, seed: int) -> torch.Tensor:

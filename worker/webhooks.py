@@ -43,7 +43,7 @@ class Deliverer(threading.Thread):
                 log.warning("webhook %s to %s failed for good: %s", delivery.id, endpoint.url, error or code)
         return len(batch)
 
-    def post(self, client: httpx.Client, url: str, delivery, secret: str) -> tuple[bool, Optional[int], Optional[str]]:
+    def post(self, client: httpx.Client, url: str, delivery, secret: str) -> tuple[bool, Optional[int], str | None]:
         """One attempt: (delivered, HTTP status, reason). The host is resolved and checked now,
         and the connection goes to the address checked (the Host header and TLS name stay the
         URL's). Only the status code and a fixed short reason are kept: never the receiver's
