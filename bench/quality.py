@@ -3,6 +3,10 @@ SparseGPTModifier and WandaPruningModifier on the same model, calibration tensor
 
     .venv/bin/python bench/quality.py                       # full protocol (about an hour on 2 cores)
     .venv/bin/python bench/quality.py --settings 0.5 --methods sparsegpt --no-llmcompressor
+    .venv/bin/python bench/quality.py --runs alps@0.7,alps+owl@0.7,llmc-sparsegpt+owl@0.7
+
+A "+owl" suffix runs the OWL sparsity profile (--owl-m, --owl-lambda); llm-compressor's rows then
+use its own OWL allocation (see run_llmcompressor).
 
 Prints a table and writes bench/results/quality.json (one row per method and setting).
 """
@@ -10,9 +14,12 @@ Prints a table and writes bench/results/quality.json (one row per method and set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -20,7 +27,9 @@ from common import Protocol, print_table, timed, write_json  # noqa: E402
 
 from pruning_core import Pattern, PruneSpec, prune_model  # noqa: E402
 from pruning_core.quant import QuantSpec  # noqa: E402
-from pruning_core.spec import CalibrationSpec  # noqa: E402
+from pruning_core.spec import CalibrationSpec, SparsityProfile  # noqa: E402
+
+OWL = {"m": 5.0, "lambda": 0.08}  # set from --owl-m / --owl-lambda
 
 
 def _options(text: str) -> dict:
@@ -34,18 +43,56 @@ def _options(text: str) -> dict:
     return out
 
 
+def block_sparsities(model) -> list[float]:
+    """Fraction of zeros over each decoder block's linears (what a profile allocated)."""
+    out = []
+    for block in model.model.layers:
+        linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+        out.append(sum(int((m.weight == 0).sum()) for m in linears) / sum(m.weight.numel() for m in linears))
+    return out
+
+
 def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, float]:
-    """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4") and method
-    options in braces ("alps{cg_ftol=0}")."""
+    """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4"), the OWL
+    profile ("alps+owl") and method options in braces ("alps{cg_ftol=0}")."""
     pattern = Pattern.parse(setting if ":" in setting else None)
     method, _, options = method.partition("{")
-    name, _, quant = method.partition("+")
+    name, *suffixes = method.split("+")
+    quant = next((s for s in suffixes if s.startswith("int")), None)
+    profile = SparsityProfile("owl", OWL["m"], OWL["lambda"]) if "owl" in suffixes else SparsityProfile()
     spec = PruneSpec(name, sparsity=None if pattern.is_nm else float(setting), pattern=pattern,
                      calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed),
-                     quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")))
+                     quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")),
+                     profile=profile)
     model = proto.fresh_model()
     result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
+    run_ours.blocks = block_sparsities(model)
     return proto.ppl(model), seconds, result.sparsity
+
+
+@contextlib.contextmanager
+def llmc_owl_workaround(cls):
+    """llm-compressor 0.14.0.1's `sparsity_profile="owl"` raises "Cannot invoke event before
+    initializing": its OWL pass runs a calibration pipeline from inside the modifier's
+    initialization, whose lifecycle events the session refuses. Run that same pass
+    (`_infer_owl_layer_sparsity`, unchanged) with those events silenced, and hand its result on
+    as the per-decoder-layer list its `sparsity` also accepts (its dict form would be passed
+    whole to every layer)."""
+    from unittest import mock
+
+    from llmcompressor.core import LifecycleCallbacks
+
+    infer = cls._infer_owl_layer_sparsity
+
+    def patched(self, model, layers, dataloader):
+        with contextlib.ExitStack() as stack:
+            for event in ("calibration_start", "sequential_epoch_end", "calibration_end"):
+                stack.enter_context(mock.patch.object(LifecycleCallbacks, event, classmethod(lambda c, *a, **k: None)))
+            by_layer = infer(self, model, layers, dataloader)
+        return [by_layer[name] for name in layers]
+
+    with mock.patch.object(cls, "_infer_owl_layer_sparsity", patched):
+        yield
 
 
 def run_llmcompressor(proto: Protocol, method: str, setting: str, ignore: str) -> tuple[float, float, float]:
@@ -58,17 +105,26 @@ def run_llmcompressor(proto: Protocol, method: str, setting: str, ignore: str) -
     from llmcompressor import oneshot
     from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
 
+    method, _, profile = method.partition("+")
     cls = {"sparsegpt": SparseGPTModifier, "wanda": WandaPruningModifier}[method]
     kwargs = {"mask_structure": setting} if ":" in setting else {"sparsity": float(setting)}
     if ":" in setting:
         kwargs["sparsity"] = Pattern.parse(setting).sparsity
-    recipe = cls(targets=["Linear"], ignore=[ignore], **kwargs)
+    # a per-decoder-layer sparsity list needs the decoder layers as targets; with uniform
+    # sparsity this prunes exactly what targets=["Linear"] does (checked: identical perplexity)
+    targets = ["Linear"]
+    if profile == "owl":
+        kwargs.update(sparsity_profile="owl", owl_m=OWL["m"], owl_lmbda=OWL["lambda"])
+        targets = [type(proto.model.model.layers[0]).__name__]
+    recipe = cls(targets=targets, ignore=[ignore], **kwargs)
     ids = proto.calib.tolist()
     dataset = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]})
     model = proto.fresh_model()
-    _, seconds = timed(lambda: oneshot(model=model, dataset=dataset, recipe=recipe, pipeline="sequential",
-                                       num_calibration_samples=len(ids), max_seq_length=proto.seqlen,
-                                       shuffle_calibration_samples=False))
+    with llmc_owl_workaround(cls) if profile == "owl" else contextlib.nullcontext():
+        _, seconds = timed(lambda: oneshot(model=model, dataset=dataset, recipe=recipe, pipeline="sequential",
+                                           num_calibration_samples=len(ids), max_seq_length=proto.seqlen,
+                                           shuffle_calibration_samples=False))
+    run_llmcompressor.blocks = block_sparsities(model)
     linears = [m for n, m in model.model.layers.named_modules() if hasattr(m, "weight") and m.weight.dim() == 2]
     zeros = sum(int((m.weight == 0).sum()) for m in linears)
     total = sum(m.weight.numel() for m in linears)
@@ -88,8 +144,11 @@ def main() -> None:
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (both implementations)")
+    ap.add_argument("--owl-lambda", type=float, default=0.08, help="OWL spread lambda (both implementations)")
     ap.add_argument("--out", default="quality.json")
     args = ap.parse_args()
+    OWL.update(m=args.owl_m, **{"lambda": args.owl_lambda})
     logging.basicConfig(level=logging.WARNING)
 
     proto = Protocol(args.nsamples, args.seqlen, args.windows)
@@ -110,12 +169,13 @@ def main() -> None:
     for setting, impl, method in plan:
         if impl == "topiary":
             ppl, seconds, sparsity = run_ours(proto, method, setting)
-            head = float((proto.model.lm_head.weight == 0).float().mean())
+            head, blocks = float((proto.model.lm_head.weight == 0).float().mean()), run_ours.blocks
         else:
             ppl, seconds, sparsity = run_llmcompressor(proto, method, setting, args.llmc_ignore)
-            head = run_llmcompressor.lm_head_sparsity
+            head, blocks = run_llmcompressor.lm_head_sparsity, run_llmcompressor.blocks
         rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
-                     "sparsity": sparsity, "lm_head_sparsity": head})
+                     "sparsity": sparsity, "lm_head_sparsity": head, "block_sparsity": blocks,
+                     **({"owl": dict(OWL)} if "owl" in method else {})})
         print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
         write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
 

@@ -23,6 +23,7 @@ from torch import nn
 from .blocks import BlockInputs, activation_store, capture_inputs, run_block, target_linears
 from .methods import METHODS
 from .numerics import no_tf32
+from .profiles import layer_slots, layer_targets, owl_ratios
 from .source import Resident
 from .spec import PruneSpec
 from .stats import ACCUMULATORS, LayerStats, layer_error
@@ -38,13 +39,14 @@ class LayerReport:
     rel_error: Optional[float]  # None for a method that reads no data (stats.layer_error)
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    target: Optional[float] = None  # the sparsity the profile gave this layer
 
 
 @dataclass
 class Progress:
     """Passed to the progress callback after every pruned layer (and once per stage change)."""
 
-    stage: str  # "calibrating" | "resuming" | "pruning" | "done"
+    stage: str  # "calibrating" | "measuring-outliers" (owl) | "resuming" | "pruning" | "done"
     layers_done: int
     layers_total: int
     layer: Optional[LayerReport] = None
@@ -65,6 +67,7 @@ class PruneResult:
     # mask files it wrote (export.merge_mask_files)
     masks: Union[dict[str, tuple[np.ndarray, tuple[int, int]]], list[Path]]
     seconds: float
+    profile: dict[str, Any] = field(default_factory=dict)  # the sparsity profile and what it measured
 
     @property
     def sparsity(self) -> float:
@@ -119,18 +122,26 @@ class _StatsHooks:
             h.remove()
 
 
-def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer) -> None:
-    """Prune every target linear of one block with the statistics of its input."""
+def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets=None) -> None:
+    """Prune every target linear of one block with the statistics of its input, each to its
+    profile target (`targets`: full name -> sparsity; None: all at spec.sparsity). A layer the
+    profile gives 0 is left untouched."""
     if any(lin.weight.is_cuda for lin in linears.values()):
         # CUDA runs the calibration forward passes asynchronously: wait for them here, or the
         # first layer's reported seconds would include them (4 s per LLaMA-7B block on an H100)
         torch.cuda.synchronize()
     for name, lin in linears.items():
         t0 = time.perf_counter()
+        target = targets[f"{prefix}.{name}"] if targets is not None else spec.sparsity
+        if targets is not None and target == 0:  # a rule left it dense: not even quantized
+            keep = torch.ones(lin.weight.shape, dtype=torch.bool)
+            on_layer(LayerReport(f"{prefix}.{name}", tuple(lin.weight.shape), 0.0, 0.0, 0.0, {"dense": True}, 0.0),
+                     np.packbits(keep.numpy().reshape(-1)))
+            continue
         W = lin.weight.data.to(torch.float32)
         layer_stats = stats.get(name) if stats is not None else None
         with no_tf32():
-            result = method.prune_layer(W, layer_stats, spec, options)
+            result = method.prune_layer(W, layer_stats, spec if target == spec.sparsity else spec.at(target), options)
         W_hat = (result.weight * result.mask).to(lin.weight.dtype)
         err, basis = layer_error(W, W_hat.to(torch.float32), layer_stats)
         lin.weight.data.copy_(W_hat)
@@ -144,6 +155,7 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
             rel_error=err,
             seconds=time.perf_counter() - t0,
             info={**result.info, "rel_error_basis": basis},
+            target=target,
         )
         on_layer(report, np.packbits(keep.numpy().reshape(-1)))
 
@@ -212,11 +224,29 @@ def prune_blocks(
     kind = method.stats  # "none" | "norms" | "gram"
     notify(Progress("calibrating", 0, total))
     inputs = store = None
-    if kind != "none":
+    if spec.reads_data:
         hidden_size = model.get_input_embeddings().weight.shape[1]
         store = activation_store(device, calib_ids.numel() * hidden_size * 4)
+
+    def capture() -> BlockInputs:
         with source.outside(device):
-            inputs = capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
+            return capture_inputs(model, blocks, list(calib_ids.split(batch_size)), device, store)
+
+    if spec.reads_data:
+        inputs = capture()
+    if resume is not None and resume.plan is not None:  # the targets the first attempt planned
+        targets, profile = resume.plan["targets"], resume.plan["profile"]
+    else:
+        ratios = None
+        if spec.profile.kind == "owl":
+            notify(Progress("measuring-outliers", 0, total))
+            ratios = owl_ratios(source, spec, inputs, device, store, _gather, run_block)
+            inputs = capture() if kind != "none" else None  # block 0's inputs again, for pruning
+        targets, profile = layer_targets(layer_slots(block_path, blocks, spec, method.per_row(options)), spec, ratios)
+        if resume is not None:
+            resume.record_plan({"targets": targets, "profile": profile})
+    if kind == "none":
+        inputs = None  # a method that reads no data runs no forward pass while it prunes
 
     start = resume.blocks_done if resume is not None else 0
     reports: list[LayerReport] = list(resume.reports) if start else []
@@ -244,7 +274,7 @@ def prune_blocks(
         try:
             linears = target_linears(block, prefix, spec.ignore)
             stats = _gather(block, linears, inputs, device, store, kind) if inputs is not None else None
-            _prune_block(block, linears, stats, spec, method, options, prefix, on_layer)
+            _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets)
             del stats
             source.finished(index)
             if resume is not None:
@@ -253,6 +283,7 @@ def prune_blocks(
                 inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)
-    result = PruneResult(reports, packed if resume is None else resume.mask_files(), time.perf_counter() - t_start)
+    result = PruneResult(reports, packed if resume is None else resume.mask_files(), time.perf_counter() - t_start,
+                         profile)
     notify(Progress("done", total, total, None, result.seconds))
     return result

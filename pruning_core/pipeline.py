@@ -95,6 +95,7 @@ def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, d
         "pattern": str(spec.pattern),
         "sparsity_target": spec.sparsity,
         "sparsity_achieved": result.sparsity,
+        "sparsity_profile": result.profile,
         "options": spec.to_dict()["options"],
         "calibration": dataclasses.asdict(spec.calibration),
         "quantization": quantization_summary(spec, result),
@@ -103,7 +104,8 @@ def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, d
         "zero_shot": {name: {"dense": dense.get("tasks", {}).get(name), "pruned": res, "docs": res["docs"]}
                       for name, res in pruned["tasks"].items()},
         "layers": [
-            {"name": r.name, "shape": list(r.shape), "sparsity": r.sparsity, "rel_error": r.rel_error, "seconds": r.seconds, **r.info}
+            {"name": r.name, "shape": list(r.shape), "target": r.target, "sparsity": r.sparsity, "rel_error": r.rel_error,
+             "seconds": r.seconds, **r.info}
             for r in result.layers
         ],
         "seconds_total": timings["total"],
@@ -138,7 +140,7 @@ def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_d
     directory, the model reference, the calibration source, the evaluation data and task files."""
     export.check_output_dir(out)
     models.check_openable(job.model)
-    if job.spec.declared.stats != "none":
+    if job.spec.reads_data:
         data.check_calibration_source(job.spec.calibration.source, data_root, allow_download)
     for name in job.evaluation.datasets:
         data.check_available(data.EVAL_FILES, name, data_root, allow_download)
@@ -187,7 +189,7 @@ def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download)
     model, streamed = source.model, isinstance(source, Streamed)
     cal = job.spec.calibration
     calib = None  # a method that reads no data (magnitude) tokenizes no calibration text
-    if job.spec.declared.stats != "none":
+    if job.spec.reads_data:
         calib = data.calibration_ids(cal.source, lambda t: tokenizer(t).input_ids, cal.nsamples, cal.seqlen,
                                      cal.seed, data_root, allow_download)
     timings["load"] = time.perf_counter() - t0

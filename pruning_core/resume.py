@@ -32,12 +32,13 @@ class ResumeState:
         self.directory, self.key = Path(directory), key
         self.blocks_done, self.reports = 0, []
         self.dense: Optional[dict] = None
+        self.plan: Optional[dict] = None  # the per-layer targets (profiles.layer_targets), once planned
         state = self._read()
         if state is None or state.get("fingerprint") != key:
             shutil.rmtree(self.directory, ignore_errors=True)  # nothing usable: start clean
             self.directory.mkdir(parents=True)
             return
-        self.blocks_done, self.dense = state["blocks_done"], state.get("dense")
+        self.blocks_done, self.dense, self.plan = state["blocks_done"], state.get("dense"), state.get("plan")
         self.reports = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in state["layers"]]
 
     @property
@@ -54,7 +55,7 @@ class ResumeState:
         return self.directory / f"masks-{index:05d}.safetensors"
 
     def _write(self) -> None:
-        state = {"fingerprint": self.key, "blocks_done": self.blocks_done, "dense": self.dense,
+        state = {"fingerprint": self.key, "blocks_done": self.blocks_done, "dense": self.dense, "plan": self.plan,
                  "layers": [dataclasses.asdict(r) for r in self.reports]}
         tmp = self.directory / f".{STATE}.tmp"
         tmp.write_text(json.dumps(state))
@@ -62,6 +63,10 @@ class ResumeState:
 
     def record_dense(self, dense: dict) -> None:
         self.dense = dense
+        self._write()
+
+    def record_plan(self, plan: dict) -> None:
+        self.plan = plan
         self._write()
 
     def record_block(self, index: int, reports: list[LayerReport],

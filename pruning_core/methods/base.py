@@ -33,6 +33,9 @@ class Method:
 
     declared: MethodSpec
     prune_layer: Callable[..., LayerResult]
+    # whether, for unstructured sparsity, the method zeros the same count in every row (with these
+    # options): then a layer's zero count moves in steps of its row count (spec.profile.plan)
+    per_row: Callable[[Any], bool] = lambda options: False
 
     @property
     def name(self) -> str:

@@ -194,4 +194,4 @@ def prune_layer(W: torch.Tensor, stats, spec, o: PGZOptions) -> LayerResult:
     return result
 
 
-METHOD = Method(DECLARED["pgz"], prune_layer)
+METHOD = Method(DECLARED["pgz"], prune_layer, per_row=lambda options: options.group == "row")

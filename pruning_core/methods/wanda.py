@@ -21,4 +21,4 @@ def prune_layer(W: torch.Tensor, stats, spec, options: WandaOptions) -> LayerRes
     return LayerResult(weight=W * keep, mask=keep)
 
 
-METHOD = Method(DECLARED["wanda"], prune_layer)
+METHOD = Method(DECLARED["wanda"], prune_layer, per_row=lambda options: True)

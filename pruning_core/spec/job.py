@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..errors import SpecError
 from .methods import DECLARED, QUANT_METHODS
+from .profile import SparsityProfile
 
 # names the service and the CLI accept; the implementations (models.BUNDLED, data.EVAL_FILES,
 # data.CALIB_FILES, zeroshot.TASKS) are keyed by exactly these (tests/unit/test_spec_registry.py)
@@ -188,6 +189,8 @@ class PruneSpec:
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     quant: Optional[QuantSpec] = None  # joint quantization of the kept weights
+    # how the target is spread over the layers (spec.profile); `sparsity` stays the global target
+    profile: SparsityProfile = field(default_factory=SparsityProfile)
 
     def __post_init__(self) -> None:
         method = _choice(self.method, tuple(DECLARED), "method", "method")
@@ -196,6 +199,8 @@ class PruneSpec:
             if isinstance(self.pattern, str):
                 object.__setattr__(self, "pattern", Pattern.parse(self.pattern))
             object.__setattr__(self, "sparsity", _sparsity(self.sparsity, self.pattern))
+            object.__setattr__(self, "profile", SparsityProfile.from_value(self.profile))
+            self.profile.check_pattern(self.pattern.is_nm)
         except SpecError as exc:
             errors.extend(exc.all())
         try:  # the declared options, checked: a mapping of names to values, or the options object
@@ -218,6 +223,15 @@ class PruneSpec:
         """The method's options as its frozen dataclass (every value checked)."""
         return self.declared.options_class(**self.options)
 
+    def at(self, sparsity: float) -> "PruneSpec":
+        """This spec with another sparsity: one layer's share under a profile."""
+        return dataclasses.replace(self, sparsity=sparsity)
+
+    @property
+    def reads_data(self) -> bool:
+        """Whether the run needs calibration data: the method's statistics, or OWL's outlier ratios."""
+        return self.declared.stats != "none" or self.profile.kind == "owl"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -227,6 +241,7 @@ class PruneSpec:
             "calibration": dataclasses.asdict(self.calibration),
             "ignore": list(self.ignore),
             "quantize": dataclasses.asdict(self.quant) if self.quant else None,
+            "sparsity_profile": self.profile.to_dict(),
         }
 
 
@@ -277,7 +292,7 @@ class JobSpec:
                 return None
 
         known = {"model", "method", "sparsity", "pattern", "options", "quantize", "calibration", "evaluation",
-                 "dtype", "device", "ignore"}
+                 "dtype", "device", "ignore", "sparsity_profile"}
         for key in body:
             if key not in known:
                 errors.append(SpecError(f"{key}: unknown field", str(key)))
@@ -297,7 +312,7 @@ class JobSpec:
         pattern = section(lambda: Pattern.parse(body.get("pattern")))
         prune = section(lambda: PruneSpec(method, body.get("sparsity"), pattern or Pattern(), options,
                                           calibration or CalibrationSpec(), tuple(body.get("ignore", DEFAULT_IGNORE)),
-                                          quant_spec))
+                                          quant_spec, body.get("sparsity_profile")))
         job = section(lambda: cls(body.get("model", ""), prune or _PLACEHOLDER, evaluation or EvalSpec(),
                                   body.get("dtype", "auto"), body.get("device", "auto")))
         if errors:
