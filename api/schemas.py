@@ -115,6 +115,28 @@ class Quantize(Body):
     group_size: Optional[int] = _limit("quantize.group_size", default=None)
 
 
+_PROFILE = jobspec.SparsityProfile()  # the spec's defaults; its ranges are in profile.py
+
+
+class SparsityRule(Body):
+    match: str = Field(..., max_length=500, description="regular expression searched in each layer's full name, "
+                       "e.g. model.layers.0.self_attn.q_proj")
+    sparsity: float = Field(..., description="that layer's sparsity in [0, 1); 0 leaves it dense")
+
+
+class SparsityProfile(Body):
+    kind: Literal[jobspec.profile.KINDS] = Field(  # type: ignore[valid-type]
+        _PROFILE.kind, description="uniform: every layer at the target; owl: outlier-weighted per block; rules: only the rules")
+    owl_m: float = Field(_PROFILE.owl_m, description="OWL: a score above M times the block's mean is an outlier",
+                         json_schema_extra={"minimum": jobspec.profile.OWL_M_RANGE[0],
+                                            "maximum": jobspec.profile.OWL_M_RANGE[1]})
+    owl_lambda: float = Field(_PROFILE.owl_lambda, description="OWL: block sparsities span 2*lambda around the target",
+                              json_schema_extra={"minimum": jobspec.profile.OWL_LAMBDA_RANGE[0],
+                                                 "maximum": jobspec.profile.OWL_LAMBDA_RANGE[1]})
+    rules: list[SparsityRule] = Field(default_factory=list, max_length=256,
+                                      description="first match wins; the other layers share the rest of the budget")
+
+
 class JobCreate(Body):
     model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
     method: Method = Field(..., description="GET /v1/methods lists each method with its options")
@@ -124,6 +146,8 @@ class JobCreate(Body):
     options: dict[str, OptionValue] = Field(default_factory=dict, max_length=64, json_schema_extra=_options_schema(),
                                             description="the method's options (GET /v1/methods); unknown names are refused")
     quantize: Optional[Quantize] = None
+    sparsity_profile: SparsityProfile = Field(default_factory=SparsityProfile,
+                                              description="how the global sparsity is spread over the layers")
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",

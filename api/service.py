@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 from sqlalchemy import or_, select
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db import broker, jobs
 from pruning_core.errors import SpecError
-from pruning_core.spec import BUNDLED_MODELS, HUB_ID, JobSpec
+from pruning_core.spec import BUNDLED_MODELS, HUB_ID, JobSpec, layout
 from db.models import Artifact, Dataset, IdempotencyRecord, Job, RegisteredModel
 from db.settings import Settings
 
@@ -51,15 +52,45 @@ def check_limits(body: JobCreate, settings: Settings, prefix: str = "") -> None:
                       errors=[{"field": f"{prefix}calibration.nsamples", "message": message}])
 
 
+def _invalid(exc: SpecError, prefix: str) -> Problem:
+    fields = [{**e, "field": prefix + e["field"]} for e in exc.fields()]
+    return Problem(422, "validation-error", "Request is not valid",
+                   "; ".join(prefix + str(e) for e in exc.errors), errors=fields)
+
+
 def checked_spec(body: JobCreate, prefix: str = "") -> dict[str, Any]:
     """The body run through the job spec (pruning_core.spec): every rule and default applied, or
     a 422 naming each bad field (e.g. options.rho0)."""
     try:
         return JobSpec.from_dict(body.model_dump(mode="json", exclude={"metadata"})).to_dict()
     except SpecError as exc:
-        fields = [{**e, "field": prefix + e["field"]} for e in exc.fields()]
-        raise Problem(422, "validation-error", "Request is not valid",
-                      "; ".join(prefix + str(e) for e in exc.errors), errors=fields) from None
+        raise _invalid(exc, prefix) from None
+
+
+def _model_config(model_source: dict[str, str]) -> Optional[dict]:
+    """The model's config.json where this process can read it: the bundled model's is in the
+    spec; a registered directory's is on disk (when the API shares the workers' filesystem)."""
+    if model_source["kind"] == "bundled":
+        return layout.BUNDLED_CONFIGS.get(model_source["source"])
+    if model_source["kind"] == "local":
+        try:
+            return json.loads((Path(model_source["source"]) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def check_profile(spec: dict[str, Any], model_source: dict[str, str], prefix: str = "") -> None:
+    """A sparsity profile checked against the model's layers before queueing: a rule matching
+    no layer, or a target the rules make unreachable, is a 422 (spec.layout). Models whose
+    layout is not at hand here are checked by the worker, by the same planner."""
+    job = JobSpec.from_dict({k: v for k, v in spec.items() if k != "model_source"})
+    prune = job.spec
+    try:
+        layout.check_profile(_model_config(model_source), prune.sparsity, prune.profile, prune.pattern.is_nm,
+                             prune.ignore)
+    except SpecError as exc:
+        raise _invalid(exc, prefix) from None
 
 
 def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
@@ -68,6 +99,7 @@ def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCre
     spec = checked_spec(body, prefix)
     check_limits(body, settings, prefix)
     spec["model_source"] = resolve_model(s, tenant_id, body.model)
+    check_profile(spec, spec["model_source"], prefix)
     source = body.calibration.source
     if source.startswith("ds_"):
         dataset = s.scalar(select(Dataset).where(Dataset.id == source, Dataset.tenant_id == tenant_id))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedArchitecture
+from .spec.layout import is_ignored
 
 # model_type -> dotted path of the decoder-block ModuleList, for models where discovery fails
 BLOCK_PATH_OVERRIDES: dict[str, str] = {}
@@ -44,10 +45,8 @@ def target_linears(block: nn.Module, block_name: str, ignore: tuple[str, ...]) -
     (substrings matched against both the relative and the absolute name)."""
     found = {}
     for name, mod in block.named_modules():
-        if isinstance(mod, nn.Linear):
-            full = f"{block_name}.{name}"
-            if not any(pat in name or pat in full for pat in ignore):
-                found[name] = mod
+        if isinstance(mod, nn.Linear) and not is_ignored(name, f"{block_name}.{name}", ignore):
+            found[name] = mod
     return found
 
 

@@ -8,16 +8,19 @@ once through transformers + gguf and cached as a float32 safetensors model direc
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from . import spec
+from .spec.layout import BUNDLED_CONFIGS
 from .errors import ModelNotFound, SpecError
 
 log = logging.getLogger(__name__)
@@ -136,6 +139,29 @@ def check_openable(ref: str, timeout: float = 3.0) -> None:
     except OSError as exc:
         raise ModelNotFound(f"{ref} is not in the local Hugging Face cache and {host} is unreachable ({exc}); "
                             f"download it elsewhere and pass its directory", "model") from None
+
+
+def config_for(ref: str) -> Optional[dict]:
+    """The model's config.json as a dict, read without loading anything (None where it is not at
+    hand: a GGUF file, a hub id not in the local cache)."""
+    if ref in BUNDLED:
+        return BUNDLED_CONFIGS[ref]
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        found = path / "config.json"
+    elif path.exists() or not spec.HUB_ID.match(ref):
+        return None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(ref, "config.json")
+        if not isinstance(cached, str):
+            return None
+        found = Path(cached)
+    try:
+        return json.loads(found.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def check_dtype(dtype: str) -> None:

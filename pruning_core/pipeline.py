@@ -28,7 +28,7 @@ from .quant import mask_bits_per_weight
 from .resume import ResumeState, fingerprint
 from .shards import ShardWriter
 from .source import Resident, Streamed
-from .spec import EvalSpec, JobSpec, PruneSpec
+from .spec import EvalSpec, JobSpec, PruneSpec, layout
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_d
     directory, the model reference, the calibration source, the evaluation data and task files."""
     export.check_output_dir(out)
     models.check_openable(job.model)
+    spec = job.spec
+    layout.check_profile(models.config_for(job.model), spec.sparsity, spec.profile, spec.pattern.is_nm, spec.ignore)
     if job.spec.reads_data:
         data.check_calibration_source(job.spec.calibration.source, data_root, allow_download)
     for name in job.evaluation.datasets:

@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from pruning_core.spec import CalibrationSpec
+from pruning_core.spec.profile import OWL_LAMBDA, OWL_M
 
 _CAL = CalibrationSpec()  # the spec's defaults, shown by --help
 
@@ -40,6 +41,23 @@ def _parse_options(pairs: List[str]) -> dict:
             fail(f"--option expects KEY=VALUE, got {pair!r}")
         options[key.strip()] = raw
     return options
+
+
+def _profile(kind: Optional[str], owl_m: Optional[float], owl_lambda: Optional[float], rules: List[str]) -> dict:
+    """The profile flags as the job body's sparsity_profile (the spec checks every value)."""
+    if (owl_m is not None or owl_lambda is not None) and kind != "owl":
+        fail("--owl-m and --owl-lambda need --sparsity-profile owl")
+    body: dict = {"kind": kind or ("rules" if rules else "uniform"), "rules": []}
+    body.update({k: v for k, v in (("owl_m", owl_m), ("owl_lambda", owl_lambda)) if v is not None})
+    for i, rule in enumerate(rules):
+        match, sep, value = rule.rpartition("=")
+        try:
+            body["rules"].append({"match": match, "sparsity": float(value)})
+        except ValueError:
+            sep = ""
+        if not sep or not match:
+            fail(f"sparsity_profile.rules[{i}]: --sparsity-rule expects REGEX=SPARSITY, got {rule!r}")
+    return body
 
 
 class _Bar:
@@ -75,6 +93,12 @@ def _summary(report: dict, out: Path) -> str:
         f"method      {report['method']} ({report['pattern']}, target sparsity {report['sparsity_target']:.3f})",
         f"sparsity    {report['sparsity_achieved']:.4f} achieved over {len(report['layers'])} layers",
     ]
+    profile = report.get("sparsity_profile") or {}
+    if profile.get("kind", "uniform") != "uniform" or profile.get("rules"):
+        targets = [layer["target"] for layer in report["layers"] if layer.get("target") is not None]
+        knobs = f" (M {profile['owl_m']:g}, lambda {profile['owl_lambda']:g})" if profile["kind"] == "owl" else ""
+        rules = f", {len(profile['rules'])} rule(s)" if profile.get("rules") else ""
+        lines.append(f"profile     {profile['kind']}{knobs}{rules}: layer targets {min(targets):.3f}..{max(targets):.3f}")
     for name, ppl in report["perplexity"].items():
         dense = f"{ppl['dense']:.3f}" if ppl["dense"] is not None else "-"
         lines.append(f"{name:<12}dense {dense} -> pruned {ppl['pruned']:.3f} ({ppl['windows']} x {ppl['seqlen']} tokens)")
@@ -98,6 +122,14 @@ def prune(
     method: str = typer.Option("sparsegpt", help="Pruning method: alps, pgz, sparsegpt, wanda, magnitude (details: `topiary methods`)."),
     sparsity: Optional[float] = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
     pattern: Optional[str] = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
+    sparsity_profile: Optional[str] = typer.Option(None, help="How --sparsity is spread over the layers: uniform (default), "
+                                                   "owl (outlier-weighted), rules (--sparsity-rule only)."),
+    owl_m: Optional[float] = typer.Option(None, help=f"OWL outlier threshold M (default {OWL_M:g})."),
+    owl_lambda: Optional[float] = typer.Option(None, help=f"OWL spread lambda: block sparsities within +-lambda of the "
+                                               f"target (default {OWL_LAMBDA:g})."),
+    sparsity_rule: List[str] = typer.Option([], "--sparsity-rule", help="REGEX=SPARSITY (repeatable, first match wins): "
+                                            "layers whose name matches get that sparsity (0: dense); the others share "
+                                            "the rest so the global target holds."),
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
     quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
     group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
@@ -134,6 +166,7 @@ def prune(
                            "dense": dense_eval, "task_limit": task_limit,
                            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
             "dtype": dtype, "device": device,
+            "sparsity_profile": _profile(sparsity_profile, owl_m, owl_lambda, sparsity_rule),
         }
         job = JobSpec.from_dict(body, text_options=True)
     except TopiaryError as exc:

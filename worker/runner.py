@@ -143,14 +143,14 @@ class Runner:
         """Stages other than pruning keep the last layer counts (they have none of their own)."""
         elapsed = time.monotonic() - self.started
         out: dict[str, Any] = {**previous, "stage": p.stage, "elapsed_seconds": round(elapsed, 2)}
-        if p.stage in ("calibrating", "resuming", "pruning", "done"):
+        if p.stage in ("calibrating", "measuring-outliers", "resuming", "pruning", "done"):
             out.update(layers_done=p.layers_done, layers_total=p.layers_total)
         if p.stage == "pruning" and p.layers_total:
             out["percent"] = round(100.0 * p.layers_done / p.layers_total, 2)
             out["eta_seconds"] = round(p.eta_seconds, 1) if p.eta_seconds is not None else None
         if p.layer is not None:
             out.update(layer=p.layer.name, rel_error=p.layer.rel_error, sparsity=p.layer.sparsity,
-                       layer_seconds=round(p.layer.seconds, 4))
+                       target=p.layer.target, layer_seconds=round(p.layer.seconds, 4))
         return out
 
     def _finish(self, new: str, error=None, result=None, files=()) -> None:

@@ -66,6 +66,16 @@ async function api(path, options = {}) {
 }
 
 // -- jobs list --------------------------------------------------------------------------------
+function profileText(profile) {
+  // "owl (M 5, λ 0.08), 2 rules"; uniform without rules says so plainly
+  if (!profile) return "uniform";
+  let text = profile.kind;
+  if (profile.kind === "owl") text += ` (M ${profile.owl_m}, λ ${profile.owl_lambda})`;
+  const n = (profile.rules || []).length;
+  if (n) text += `, ${n} rule${n > 1 ? "s" : ""}: ` + profile.rules.map((r) => `${r.match}=${r.sparsity}`).join(", ");
+  return text;
+}
+
 function target(spec) {
   if (!spec) return "";
   return spec.pattern && spec.pattern !== "unstructured" ? spec.pattern : `${Math.round(spec.sparsity * 100)}%`;
@@ -227,6 +237,7 @@ function renderSummary(job) {
   const cal = job.spec.calibration || {};
   const items = [
     ["status", job.status], ["model", job.model], ["method", job.method], ["target", target(job.spec)],
+    ["profile", profileText(job.spec.sparsity_profile)],
     ["calibration", `${cal.source}, ${cal.nsamples} × ${cal.seqlen} tokens, seed ${cal.seed}`],
     ["attempt", job.attempt], ["created", when(job.created_at)],
   ];
@@ -250,7 +261,8 @@ function renderSummary(job) {
 }
 
 function addLayer(data) {
-  $("#layers tbody").append(row([el("td", data.layers_done, "num"), data.layer, el("td", num(data.sparsity, 4), "num"),
+  $("#layers tbody").append(row([el("td", data.layers_done, "num"), data.layer, el("td", num(data.target, 4), "num"),
+                                 el("td", num(data.sparsity, 4), "num"),
                                  el("td", data.rel_error == null ? "–" : Number(data.rel_error).toExponential(3), "num"),
                                  el("td", num(data.layer_seconds, 2), "num")]));
 }
@@ -275,8 +287,9 @@ async function renderReport(job) {
   }
   const layers = $("#layers tbody");
   layers.replaceChildren();
-  report.layers.forEach((layer, i) => addLayer({ layers_done: i + 1, layer: layer.name, sparsity: layer.sparsity,
-                                                 rel_error: layer.rel_error, layer_seconds: layer.seconds }));
+  report.layers.forEach((layer, i) => addLayer({ layers_done: i + 1, layer: layer.name, target: layer.target,
+                                                 sparsity: layer.sparsity, rel_error: layer.rel_error,
+                                                 layer_seconds: layer.seconds }));
 }
 
 async function download(artifact) {
@@ -465,6 +478,24 @@ async function openForm() {
   }));
 }
 
+function chosenProfile(f) {
+  // null for the default (uniform, no rules); the API checks every value and names the bad one
+  const rules = f.rules.value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+    const at = line.lastIndexOf("=");
+    return { match: at < 0 ? line : line.slice(0, at), sparsity: at < 0 ? null : Number(line.slice(at + 1)) };
+  });
+  const kind = f.profile.value;
+  if (kind === "uniform" && !rules.length) return null;
+  const profile = { kind, rules };
+  if (kind === "owl") Object.assign(profile, { owl_m: Number(f.owl_m.value), owl_lambda: Number(f.owl_lambda.value) });
+  return profile;
+}
+
+function showProfileFields() {
+  const owl = $("#job-form select[name=profile]").value === "owl";
+  document.querySelectorAll("#profile-fields .owl-only").forEach((label) => { label.hidden = !owl; });
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const f = event.target.elements;
@@ -477,6 +508,8 @@ async function submitJob(event) {
   if (Object.keys(options).length) body.options = options;
   if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
   else body.sparsity = Number(f.sparsity.value);
+  const profile = chosenProfile(f);
+  if (profile) body.sparsity_profile = profile;
   if (f.limit.value) body.evaluation.limit = Number(f.limit.value);
   const tasks = [...f.tasks.selectedOptions].map((o) => o.value);
   if (tasks.length) body.evaluation.tasks = tasks;
@@ -518,6 +551,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#new-job-button").addEventListener("click", () => openForm().catch((err) => banner(err.message)));
   $("#close-form").addEventListener("click", () => { $("#new-job").hidden = true; });
   $("#job-form").addEventListener("submit", submitJob);
+  $("#job-form select[name=profile]").addEventListener("change", showProfileFields);
   $("#schedule-filter button").addEventListener("click", () => filterBySchedule(null));
   if (state.key) {
     $("#whoami").textContent = `key ${state.key.split("_").slice(0, 2).join("_")}…`;

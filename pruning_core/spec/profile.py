@@ -152,16 +152,19 @@ def fixed_by_rules(slots: Sequence[LayerSlot], profile: SparsityProfile) -> dict
     """name -> sparsity for each layer a rule matches (the first matching rule wins); a rule that
     matches no layer is an error naming it."""
     fixed: dict[str, float] = {}
-    hits = [0] * len(profile.rules)
+    hits, shadowed = [0] * len(profile.rules), [0] * len(profile.rules)
     compiled = [re.compile(r.match) for r in profile.rules]
     for slot in slots:
-        for i, pattern in enumerate(compiled):
-            if pattern.search(slot.name):
-                fixed[slot.name] = float(profile.rules[i].sparsity)
-                hits[i] += 1
-                break
-    errors = [SpecError(f"{FIELD}.rules[{i}].match: {profile.rules[i].match!r} matches no prunable layer "
-                        f"(e.g. {slots[0].name if slots else 'none'})", f"{FIELD}.rules[{i}].match")
+        matching = [i for i, pattern in enumerate(compiled) if pattern.search(slot.name)]
+        if matching:
+            fixed[slot.name] = float(profile.rules[matching[0]].sparsity)
+            hits[matching[0]] += 1
+            for i in matching[1:]:
+                shadowed[i] += 1
+    errors = [SpecError(f"{FIELD}.rules[{i}].match: '{profile.rules[i].match}' "
+                        + ("only matches layers an earlier rule takes (the first match wins)" if shadowed[i] else
+                           f"matches no prunable layer (they are named like {slots[0].name if slots else 'none'})"),
+                        f"{FIELD}.rules[{i}].match")
               for i, n in enumerate(hits) if n == 0]
     if errors:
         raise SpecError.combine(errors)

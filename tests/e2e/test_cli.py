@@ -22,7 +22,8 @@ def topiary(*args, env=None, timeout=600):
 def test_help_documents_every_option():
     out = topiary("prune", "--help").stdout
     for flag in ["--model", "--method", "--sparsity", "--pattern", "--calib", "--nsamples", "--seqlen", "--seed",
-                 "--eval", "--eval-limit", "--device", "--out", "--option"]:
+                 "--eval", "--eval-limit", "--device", "--out", "--option", "--sparsity-profile", "--owl-m",
+                 "--owl-lambda", "--sparsity-rule"]:
         assert flag in out, flag
 
 
@@ -47,6 +48,14 @@ BAD_INPUT = [  # (arguments, what the one line must say): every case the issue l
     (["--calib", "/nonexistent/calib.txt"], "calibration file not found"),
     (["--model", "someorg/not-cached-model"], "not in the local Hugging Face cache"),
     (["--model", "/nonexistent/model-dir"], "unknown model"),
+    (["--sparsity-profile", "owl", "--owl-lambda", "0.7"], "sparsity_profile.owl_lambda: must be a number in [0, 0.5]"),
+    (["--sparsity-profile", "wavy"], "sparsity_profile.kind: unknown profile 'wavy'"),
+    (["--owl-m", "4"], "--owl-m and --owl-lambda need --sparsity-profile owl"),
+    (["--sparsity-rule", "(q=0"], "sparsity_profile.rules[0].match: does not compile"),
+    (["--sparsity-rule", "mlp"], "--sparsity-rule expects REGEX=SPARSITY"),
+    (["--sparsity-rule", r"layers\.77\.=0"], "sparsity_profile.rules[0].match: 'layers\\.77\\.' matches no prunable layer"),
+    (["--sparsity", "0.7", "--sparsity-rule", "mlp=0"], "the target cannot be reached with these rules"),
+    (["--pattern", "2:4", "--sparsity-profile", "owl"], "sparsity_profile.kind: owl varies sparsity per layer"),
 ]
 
 
@@ -133,6 +142,23 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir):
     assert report["calibration"] == {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0}
     assert set(report["versions"]) >= {"torch", "transformers", "topiary"}
     assert all({"name", "sparsity", "rel_error", "seconds"} <= set(layer) for layer in report["layers"])
+
+
+def test_owl_profile_end_to_end(tmp_path, tiny_model_dir):
+    """The issue's command, on the tiny model: ALPS at 70% with OWL and a rule."""
+    out = tmp_path / "run"
+    proc = topiary("prune", "--model", str(tiny_model_dir), "--method", "alps", "--sparsity", "0.7",
+                   "--sparsity-profile", "owl", "--sparsity-rule", r"layers\.1\.mlp\.down=0.5",
+                   "--nsamples", "4", "--seqlen", "32", "--out", str(out), "-o", "max_iter=20")
+    assert proc.returncode == 0, proc.stderr
+    assert "profile     owl (M 5, lambda 0.08), 1 rule(s): layer targets" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["sparsity_profile"]["kind"] == "owl" and report["sparsity_achieved"] == pytest.approx(0.7, abs=1e-4)
+    down = next(layer for layer in report["layers"] if layer["name"] == "model.layers.1.mlp.down_proj")
+    assert down["target"] == pytest.approx(0.5) and down["sparsity"] == pytest.approx(0.5)
+    masks = load_masks(out / "masks.safetensors")
+    for layer in report["layers"]:
+        assert float((~masks[layer["name"]]).float().mean()) == pytest.approx(layer["target"], abs=1e-6)
 
 
 def test_zero_shot_tasks_end_to_end(tmp_path, tiny_model_dir):

@@ -93,6 +93,49 @@ def test_submit_follow_and_read_the_report(page, service):
     assert page.locator(f"#jobs tbody tr[data-id='{job_id}'] .status").text_content() == "succeeded"
 
 
+def test_a_profile_from_the_form_shows_each_layers_target(page, service):
+    """OWL with a rule, chosen in the form; the report view lists every layer's target and
+    achieved sparsity, and the summary names the profile with its knobs."""
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.select_option("#job-form select[name=model]", "tiny")
+    page.select_option("#job-form select[name=method]", "wanda")
+    page.fill("#job-form input[name=sparsity]", "0.6")
+    page.select_option("#job-form select[name=profile]", "owl")
+    page.fill("#job-form input[name=owl_lambda]", "0.1")
+    page.fill("#job-form textarea[name=rules]", "layers\\.1\\.mlp\\.up_proj=0")
+    page.fill("#job-form input[name=nsamples]", str(BODY["calibration"]["nsamples"]))
+    page.fill("#job-form input[name=seqlen]", str(BODY["calibration"]["seqlen"]))
+    page.fill("#job-form input[name=limit]", "2")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#detail:not([hidden])")
+    expect(page.locator("#detail-title")).to_have_text(re.compile(r"^pj_"))
+    job_id = page.text_content("#detail-title")
+    page.locator("#perplexity tbody tr").first.wait_for(timeout=180_000)
+    job = service.job(job_id)
+    assert job["spec"]["sparsity_profile"] == {"kind": "owl", "owl_m": 5.0, "owl_lambda": 0.1,
+                                               "rules": [{"match": r"layers\.1\.mlp\.up_proj", "sparsity": 0.0}]}
+    expect(page.locator("#summary")).to_contain_text(r"owl (M 5, λ 0.1), 1 rule: layers\.1\.mlp\.up_proj=0")
+    rows = [r.locator("td").all_text_contents() for r in page.locator("#layers tbody tr").all()]
+    by_name = {layer["name"]: layer for layer in service.http.get(f"/v1/jobs/{job_id}/report").json()["layers"]}
+    assert len(rows) == 14
+    for cells in rows:
+        layer = by_name[cells[1]]
+        assert float(cells[2]) == pytest.approx(layer["target"], abs=1e-4)
+        assert float(cells[3]) == pytest.approx(layer["sparsity"], abs=1e-4)
+    assert next(r for r in rows if r[1] == "model.layers.1.mlp.up_proj")[3] == "0.0000"
+
+
+def test_bad_profile_is_shown_next_to_the_form(page):
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.select_option("#job-form select[name=model]", "tiny")
+    page.fill("#job-form textarea[name=rules]", "no_such_layer=0")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#form-errors:not([hidden])")
+    assert "sparsity_profile.rules[0].match" in page.text_content("#form-errors")
+
+
 def test_live_layers_then_cancel(page, service):
     job_id = service.submit("deeper", SLOW)
     page.wait_for_selector(f"#jobs tbody tr[data-id='{job_id}']", timeout=10_000)  # the list refreshes itself

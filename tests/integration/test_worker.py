@@ -62,6 +62,25 @@ def test_job_runs_and_checkpoint_downloads_over_http(service, tmp_path):
     assert service.http.get(f"/v1/jobs/{job_id}/report").json()["method"] == "wanda"
 
 
+def test_a_profiled_job_reports_each_layers_target_and_hits_the_global_one(service):
+    """OWL plus a rule that leaves one layer dense, through the API and a real worker."""
+    service.start_worker()
+    profile = {"kind": "owl", "owl_m": 4, "owl_lambda": 0.1,
+               "rules": [{"match": r"layers\.0\.self_attn\.o_proj", "sparsity": 0}]}
+    job = service.wait(service.submit("tiny", {**BODY, "sparsity": 0.6, "sparsity_profile": profile}))
+    assert job["status"] == "succeeded", job["error"]
+    assert job["spec"]["sparsity_profile"]["owl_m"] == 4.0
+    report = service.http.get(f"/v1/jobs/{job['id']}/report").json()
+    assert report["sparsity_profile"]["kind"] == "owl" and len(report["sparsity_profile"]["block_outlier_ratios"]) == 2
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["model.layers.0.self_attn.o_proj"]["sparsity"] == 0.0
+    zeros = sum(layer["sparsity"] * layer["shape"][0] * layer["shape"][1] for layer in layers.values())
+    total = sum(layer["shape"][0] * layer["shape"][1] for layer in layers.values())
+    rows = max(layer["shape"][0] for layer in layers.values())  # wanda rounds per row
+    assert abs(zeros - 0.6 * total) <= rows / 2 and report["sparsity_achieved"] == pytest.approx(0.6, abs=rows / total)
+    assert all(abs(layer["sparsity"] - layer["target"]) < 1e-9 for layer in layers.values())
+
+
 def test_cancel_running_job(service):
     service.start_worker()
     job_id = service.submit("deeper", SLOW)

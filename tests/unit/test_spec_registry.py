@@ -85,3 +85,14 @@ def test_options_from_text_follow_the_declared_types():
         with pytest.raises(SpecError) as err:
             JobSpec.from_dict({"model": "m", "method": "alps", "options": raw}, text_options=True)
         assert err.value.param == field
+
+
+def test_the_bundled_layout_the_api_checks_against_is_the_real_model(smol_dir):
+    """spec.layout.BUNDLED_CONFIGS lets the torch-free API check profile rules on the bundled model."""
+    import json
+
+    from pruning_core.spec import layout
+
+    real = json.loads((smol_dir / "config.json").read_text())
+    for name, config in layout.BUNDLED_CONFIGS.items():
+        assert {k: real.get(k) for k in config} == config, name
