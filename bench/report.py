@@ -307,9 +307,44 @@ def service() -> str:
     return "\n\n".join(parts)
 
 
+def owl(name: str = "quality_owl.json") -> str:
+    """Sparsity profiles in one run: ALPS uniform vs ALPS+OWL, and our SparseGPT/Wanda+OWL against
+    llm-compressor's own OWL allocation on the same calibration tensors."""
+    run = load(name)
+    if not run:
+        return ""
+    rows = {(r["setting"], r["impl"], r["method"]): r for r in run["rows"]}
+    settings = sorted({r["setting"] for r in run["rows"] if r["setting"] != "dense"})
+    alps = []
+    for setting in settings:
+        uniform, profiled = rows.get((setting, "topiary", "alps")), rows.get((setting, "topiary", "alps+owl"))
+        if not (uniform and profiled):
+            continue
+        anchor = rows.get((setting, "llm-compressor", "sparsegpt"))
+        alps.append([setting, f"{uniform['ppl']:.2f}", f"{profiled['ppl']:.2f}", f"{profiled['ppl'] / uniform['ppl']:.3f}",
+                     f"{anchor['ppl']:.2f}" if anchor else "", f"{profiled['ppl'] / anchor['ppl']:.3f}" if anchor else "",
+                     f"{profiled['sparsity']:.4f}"])
+    same = []
+    for setting in settings:
+        for method in ("sparsegpt+owl", "wanda+owl"):
+            ours, theirs = rows.get((setting, "topiary", method)), rows.get((setting, "llm-compressor", method))
+            if ours and theirs:
+                gap = max(abs(a - b) for a, b in zip(ours["block_sparsity"], theirs["block_sparsity"]))
+                same.append([setting, method, f"{ours['ppl']:.2f}", f"{theirs['ppl']:.2f}", f"{ours['ppl'] / theirs['ppl']:.3f}",
+                             f"{ours['sparsity']:.4f}", f"{theirs['sparsity']:.4f}", f"{gap:.4f}"])
+    parts = []
+    if alps:
+        parts.append(table(["setting", "ALPS uniform", "ALPS+OWL", "OWL / uniform", "llmc SparseGPT uniform",
+                            "ALPS+OWL / llmc SparseGPT", "ALPS+OWL zeros"], alps))
+    if same:
+        parts.append(table(["setting", "method", "topiary ppl", "llm-compressor ppl", "ratio", "topiary zeros",
+                            "llmc zeros", "max block sparsity gap"], same))
+    return "\n\n".join(parts)
+
+
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, service):
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")

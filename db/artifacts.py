@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from pruning_core.files import make_readable
 
 WORK_AREAS = "resume"  # under the store root: one directory per job with pruned blocks kept for a retry
 
@@ -52,6 +53,7 @@ class LocalStore:
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
         try:
             shutil.copytree(source, staging, dirs_exist_ok=True)
+            make_readable(staging)
             files = [self._describe(key, staging, p) for p in sorted(staging.rglob("*")) if p.is_file()]
             if final.exists():
                 shutil.rmtree(final)
@@ -74,7 +76,7 @@ class LocalStore:
                         raise OverflowError(f"upload exceeds {max_bytes} bytes")
                     digest.update(block)
                     out.write(block)
-            os.replace(tmp, final)
+            os.replace(make_readable(Path(tmp)), final)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

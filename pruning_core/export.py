@@ -15,6 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .files import make_readable
+
 MASK_FORMAT = "topiary-packed-keep-mask-v1"
 
 
@@ -103,7 +105,6 @@ def _publish(out: Path, write_model, masks, report: dict[str, Any]) -> Path:
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the published directory is an ordinary one
     try:
         write_model(tmp / "model")
         if isinstance(masks, dict):
@@ -111,6 +112,7 @@ def _publish(out: Path, write_model, masks, report: dict[str, Any]) -> Path:
         else:  # per-block mask files written as the blocks finished
             merge_mask_files(masks, tmp / "masks.safetensors")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        make_readable(tmp)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

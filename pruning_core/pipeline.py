@@ -77,11 +77,13 @@ def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[
     """Effective storage of the pruned layers: value bits (kept weights + grids) and mask bits."""
     if spec.quant is None:
         return None
-    sizes = [r.shape[0] * r.shape[1] for r in result.layers]
-    values = sum(r.info["bits_per_weight"] * n for r, n in zip(result.layers, sizes)) / max(sum(sizes), 1)
+    quantized = [r for r in result.layers if "bits_per_weight" in r.info]  # a profile rule may leave some dense
+    sizes = [r.shape[0] * r.shape[1] for r in quantized]
+    values = sum(r.info["bits_per_weight"] * n for r, n in zip(quantized, sizes)) / max(sum(sizes), 1)
     mask = mask_bits_per_weight(spec.pattern)
     return {"bits": spec.quant.bits, "group_size": spec.quant.group_size, "bits_per_weight": values,
-            "mask_bits_per_weight": mask, "bits_per_weight_with_mask": values + mask}
+            "mask_bits_per_weight": mask, "bits_per_weight_with_mask": values + mask,
+            "dense_layers": len(result.layers) - len(quantized)}
 
 
 def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, device, timings: dict) -> dict[str, Any]:

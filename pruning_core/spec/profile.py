@@ -16,9 +16,11 @@ layers and the measured outlier ratios.
 
 from __future__ import annotations
 
-import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
+
+import regex
 
 from ..errors import SpecError
 
@@ -29,6 +31,9 @@ OWL_M_RANGE = (1.0, 1000.0)  # a threshold below the mean would call most weight
 OWL_LAMBDA_RANGE = (0.0, 0.5)  # the spread is ±λ around the target: beyond 0.5 it is meaningless
 MAX_LAYER_SPARSITY = 0.999  # what a planned layer may reach; a rule may ask for anything below 1
 FIELD = "sparsity_profile"
+# rules are user regexes run in the API process: `regex` (re-compatible syntax) gives matching a
+# time limit, so a pathological pattern such as (.*)*x is refused instead of pinning a thread
+MATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,8 @@ class Rule:
             errors.append(SpecError(f"{where}.match: must be a regular expression on layer names", f"{where}.match"))
         else:
             try:
-                re.compile(self.match)
-            except re.error as exc:
+                regex.compile(self.match)
+            except (regex.error, OverflowError, RecursionError) as exc:
                 errors.append(SpecError(f"{where}.match: does not compile: {exc}", f"{where}.match"))
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
@@ -153,9 +158,18 @@ def fixed_by_rules(slots: Sequence[LayerSlot], profile: SparsityProfile) -> dict
     matches no layer is an error naming it."""
     fixed: dict[str, float] = {}
     hits, shadowed = [0] * len(profile.rules), [0] * len(profile.rules)
-    compiled = [re.compile(r.match) for r in profile.rules]
+    compiled = [regex.compile(r.match) for r in profile.rules]
+    deadline = time.monotonic() + MATCH_SECONDS
+
+    def found(i: int, name: str) -> bool:
+        try:
+            return compiled[i].search(name, timeout=max(1e-3, deadline - time.monotonic())) is not None
+        except TimeoutError:
+            raise SpecError(f"{FIELD}.rules[{i}].match: takes too long to match layer names; simplify the pattern",
+                            f"{FIELD}.rules[{i}].match") from None
+
     for slot in slots:
-        matching = [i for i, pattern in enumerate(compiled) if pattern.search(slot.name)]
+        matching = [i for i in range(len(compiled)) if found(i, slot.name)]
         if matching:
             fixed[slot.name] = float(profile.rules[matching[0]].sparsity)
             hits[matching[0]] += 1

@@ -195,11 +195,12 @@ def test_bundled_model_sparsegpt(tmp_path, smol_dir):
 def test_pgz_with_int4_end_to_end(tmp_path, tiny_model_dir):
     out = tmp_path / "pgz"
     proc = topiary("prune", "--model", str(tiny_model_dir), "--method", "pgz", "--pattern", "2:4", "--quantize", "int4",
+                   "--sparsity-rule", r"layers\.1\.self_attn\.o_proj=0",  # N:M takes rules that leave a layer dense
                    "--nsamples", "4", "--seqlen", "32", "--eval", "wikitext2", "--eval-limit", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     report = reload_and_check(out, windows=2, seqlen=32)
     q = report["quantization"]
-    assert q["bits"] == 4 and q["mask_bits_per_weight"] == pytest.approx(0.646, abs=1e-3)
+    assert q["bits"] == 4 and q["mask_bits_per_weight"] == pytest.approx(0.646, abs=1e-3) and q["dense_layers"] == 1
     # 4 bits on half the weights plus 24 grid bits per row of 64 or 128 inputs
     assert 2 + 24 / 128 <= q["bits_per_weight"] <= 2 + 24 / 64 and "bits/weight" in proc.stdout
     # every kept weight of the reloaded checkpoint sits on at most 16 levels per row
@@ -208,6 +209,8 @@ def test_pgz_with_int4_end_to_end(tmp_path, tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     W = model.model.layers[0].mlp.down_proj.weight
     assert all(len(torch.unique(row)) <= 16 for row in W)
+    source = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # the dense rule's layer: untouched
+    assert torch.equal(model.model.layers[1].self_attn.o_proj.weight, source.model.layers[1].self_attn.o_proj.weight)
 
 
 def test_quantize_rejected_for_methods_without_it(tmp_path):

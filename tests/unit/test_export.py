@@ -54,3 +54,30 @@ def test_per_block_mask_files_merge_into_one_masks_file(tmp_path):
     for name, (bits, shape) in expected.items():
         assert merged[name][1] == shape and (merged[name][0] == bits).all()
     assert set(export.load_masks(tmp_path / "masks.safetensors")) == set(expected)
+
+
+def _modes(root):
+    return {p.relative_to(root).as_posix(): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+
+
+def test_published_files_are_readable_by_other_users_whatever_the_umask(tmp_path):
+    """safetensors writes 0600 and staging directories are private; a result must not be."""
+    import io
+    import os
+
+    from db.artifacts import LocalStore
+
+    model = tiny_model("llama")
+    old = os.umask(0o077)
+    try:
+        out = export.publish(tmp_path / "out", model, None, {}, {"method": "x"})
+        store = LocalStore(tmp_path / "store")
+        store.publish_dir("jobs/j1", out)
+        upload = store.put_stream("datasets/d1.txt", io.BytesIO(b"text"), 100)
+    finally:
+        os.umask(old)
+    for root in (out, tmp_path / "store" / "jobs" / "j1"):
+        modes = _modes(root)
+        assert "model/model.safetensors" in modes and "masks.safetensors" in modes
+        assert all(mode == (0o755 if (root / name).is_dir() else 0o644) for name, mode in modes.items()), modes
+    assert store.local_path(upload.location).stat().st_mode & 0o777 == 0o644

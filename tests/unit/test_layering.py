@@ -1,6 +1,6 @@
 """Layering: pruning_core stays a plain library (no web, queue or ORM imports), its job spec
 imports neither torch nor any service package, and the API loads no torch and nothing of
-pruning_core beyond the spec. Each check imports in a fresh interpreter."""
+pruning_core beyond the spec (and the torch-free rule for published file modes). Each check imports in a fresh interpreter."""
 
 import subprocess
 import sys
@@ -31,7 +31,8 @@ def test_job_spec_loads_neither_torch_nor_service_packages():
 
 def test_api_does_not_load_torch_or_pruning_core_beyond_the_spec():
     code = ("from api.app import create_app; create_app(); import db.broker, db.jobs, worker.celery_app; "
-            "spec_only = all(m == 'pruning_core' or m.startswith('pruning_core.spec') or m == 'pruning_core.errors' "
+            "spec_only = all(m == 'pruning_core' or m.startswith('pruning_core.spec') "
+            "or m in ('pruning_core.errors', 'pruning_core.files') "
             "for m in sys.modules if m.startswith('pruning_core'))")
     assert loaded_after(code, ("torch", "transformers")) == []
     assert loaded_after(code + "; assert spec_only, sorted(m for m in sys.modules if m.startswith('pruning_core'))",

@@ -170,3 +170,15 @@ def test_nm_with_rules_leaves_matched_layers_dense_and_patterns_the_rest():
     result = prune_model(model, calib(), spec, batch_size=3)
     for r in result.layers:
         assert r.sparsity == (0.0 if "layers.1.mlp" in r.name else pytest.approx(0.5))
+
+
+def test_a_pathological_rule_pattern_is_answered_at_once():
+    """(.*)*x backtracks for minutes in Python's re on a layer name; the API runs users' rules,
+    so they are matched by `regex` under a time limit (spec.profile.MATCH_SECONDS)."""
+    import time
+
+    profile = SparsityProfile.from_value({"rules": [{"match": "(.*)*x", "sparsity": 0}]})
+    t0 = time.monotonic()
+    with pytest.raises(SpecError, match="matches no prunable layer"):
+        layout.check_profile(layout.BUNDLED_CONFIGS["smollm2-135m"], 0.5, profile, False, ("lm_head",))
+    assert time.monotonic() - t0 < 5

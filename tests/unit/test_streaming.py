@@ -187,6 +187,35 @@ def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_p
     assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
 
 
+def test_a_resumed_owl_run_keeps_the_first_attempts_plan(tmp_path):
+    """The per-layer targets are planned once (a dense pass over every block) and kept in the
+    resume state: a retry does not measure again and prunes each layer to the same target."""
+    import dataclasses
+
+    from pruning_core import pipeline
+    from pruning_core.export import load_masks
+
+    directory = _save(tmp_path, "llama", 3, _tokenizer())
+    spec = dataclasses.replace(_spec(), method="wanda", options={}, sparsity=0.6, profile="owl")
+    job = pipeline.JobSpec(model=str(directory), spec=spec, device="cpu", evaluation=pipeline.EvalSpec(datasets=()))
+    straight = pipeline.run(job, tmp_path / "straight")
+
+    def dies_in_block_1(p):
+        if p.stage == "pruning" and p.layers_done == 8:
+            raise Killed
+
+    resume = tmp_path / "resume"
+    with pytest.raises(Killed):
+        pipeline.run(job, tmp_path / "first", progress=dies_in_block_1, resume_dir=resume)
+    stages = []
+    report = pipeline.run(job, tmp_path / "resumed", progress=lambda p: stages.append(p.stage), resume_dir=resume)
+    assert "resuming" in stages and "measuring-outliers" not in stages
+    assert [layer["target"] for layer in report["layers"]] == [layer["target"] for layer in straight["layers"]]
+    assert report["sparsity_profile"] == straight["sparsity_profile"]
+    ma, mb = load_masks(tmp_path / "straight" / "masks.safetensors"), load_masks(tmp_path / "resumed" / "masks.safetensors")
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
 def test_a_state_left_by_another_job_is_not_resumed(tmp_path):
     from pruning_core import CalibrationSpec, PruneSpec, pipeline
 
