@@ -237,6 +237,26 @@ def db_upgrade() -> None:
     _migrate()
 
 
+@app.command()
+def download(
+    job_id: str = typer.Argument(..., help="The job whose result to fetch (pj_...)."),
+    out: Path = typer.Argument(..., help="Directory to unpack into (must not exist or be empty)."),
+    api_url: str = typer.Option("http://127.0.0.1:8000", envvar="TOPIARY_API_URL", help="The API's base URL."),
+    key: str = typer.Option(..., envvar="TOPIARY_API_KEY", help="API key with jobs:read."),
+) -> None:
+    """Fetch a job's model, masks and report as one archive, verify every sha256, unpack into OUT."""
+    import httpx
+
+    from topiary.download import DownloadError, download as fetch
+
+    try:
+        with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+            files = fetch(client, job_id, out)
+    except (DownloadError, httpx.HTTPError) as exc:
+        fail(str(exc))
+    typer.echo(f"{len(files)} files, {sum(size for _, size in files)} bytes, sha256 verified: {out}")
+
+
 @keys_app.command("create")
 def keys_create(
     tenant: str = typer.Option(..., help="Tenant name (created when new)."),

@@ -292,13 +292,14 @@ async function renderReport(job) {
                                                  layer_seconds: layer.seconds }));
 }
 
-async function download(artifact) {
-  const response = await fetch(`/v1/artifacts/${artifact.id}/content`, { headers: { Authorization: `Bearer ${state.key}` } });
+async function download(path, filename) {
+  // fetch, not a plain link: the API key travels in the Authorization header
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
   if (!response.ok) return banner(`Download failed: ${response.status}`);
   const url = URL.createObjectURL(await response.blob());
   const a = el("a");
   a.href = url;
-  a.download = artifact.name.split("/").pop();
+  a.download = filename;
   document.body.append(a);
   a.click();
   a.remove();
@@ -310,9 +311,10 @@ async function renderArtifacts(job) {
   body.replaceChildren();
   const page = await api(`/v1/jobs/${job.id}/artifacts`);
   $("#artifacts-box").hidden = page.data.length === 0;
+  $("#download-all").onclick = () => download(`/v1/jobs/${job.id}/artifacts/archive`, `${job.id}.tar`);
   for (const artifact of page.data) {
     const cell = el("td");
-    cell.append(button("download", () => download(artifact)));
+    cell.append(button("download", () => download(`/v1/artifacts/${artifact.id}/content`, artifact.name.split("/").pop())));
     const sha = el("td");
     sha.append(el("code", artifact.sha256.slice(0, 16) + "…"));
     sha.title = artifact.sha256;

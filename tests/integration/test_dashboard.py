@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 from datetime import datetime, timedelta
 
 import pytest
@@ -90,6 +91,11 @@ def test_submit_follow_and_read_the_report(page, service):
     assert page.locator("#layers tbody tr").count() == 14  # 2 blocks × 7 linear layers
     names = page.locator("#artifacts tbody tr td:first-child").all_text_contents()
     assert "report.json" in names and "masks.safetensors" in names
+    with page.expect_download() as fetched:  # "download all": the job's archive, every file in one tar
+        page.click("#download-all")
+    assert fetched.value.suggested_filename == f"{job_id}.tar"
+    with tarfile.open(fetched.value.path()) as tar:
+        assert sorted(tar.getnames()) == sorted(names)
     assert page.locator(f"#jobs tbody tr[data-id='{job_id}'] .status").text_content() == "succeeded"
 
 

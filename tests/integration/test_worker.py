@@ -62,6 +62,73 @@ def test_job_runs_and_checkpoint_downloads_over_http(service, tmp_path):
     assert service.http.get(f"/v1/jobs/{job_id}/report").json()["method"] == "wanda"
 
 
+def _hwm_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_one_archive_holds_the_whole_result_and_topiary_download_verifies_it(service, tmp_path, pg_url):
+    import hashlib
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    from db.engine import sessionmaker_for
+    from db.models import Artifact, Job
+
+    service.start_worker()
+    job_id = service.submit("tiny", BODY)
+    assert service.wait(job_id)["status"] == "succeeded"
+    listing = {a["name"]: a for a in service.http.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]}
+    r = service.http.get(f"/v1/jobs/{job_id}/artifacts/archive")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-tar"
+    assert int(r.headers["content-length"]) == len(r.content)
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert set(members) == set(listing) and {"report.json", "masks.safetensors", "model/config.json"} <= set(members)
+        for name, member in members.items():
+            digest = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+            assert digest == listing[name]["sha256"] == member.pax_headers["TOPIARY.sha256"], name
+
+    out = tmp_path / "fetched"
+    env = {**os.environ, "TOPIARY_API_URL": str(service.http.base_url),
+           "TOPIARY_API_KEY": service.http.headers["Authorization"].split(" ", 1)[1]}
+    proc = subprocess.run([sys.executable, "-m", "topiary.cli", "download", job_id, str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "sha256 verified" in proc.stdout, proc.stderr
+    for name, art in listing.items():
+        path = out / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == art["sha256"]
+        assert path.stat().st_mode & 0o777 == 0o644
+    again = subprocess.run([sys.executable, "-m", "topiary.cli", "download", job_id, str(out)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "not an empty directory" in again.stderr
+
+    # streamed: a 256 MiB artifact moves through the API without its memory growing to match
+    big = service.env["TOPIARY_HOME"] + f"/artifacts/jobs/{job_id}/big.bin"
+    chunk = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    with open(big, "wb") as f:
+        for _ in range(256):
+            f.write(chunk)
+            digest.update(chunk)
+    with sessionmaker_for(pg_url)() as s:
+        job = s.get(Job, job_id)
+        s.add(Artifact(tenant_id=job.tenant_id, job_id=job_id, name="big.bin", location=f"jobs/{job_id}/big.bin",
+                       size=256 << 20, sha256=digest.hexdigest()))
+        s.commit()
+    before = _hwm_kib(service.api.pid)
+    total = 0
+    with service.http.stream("GET", f"/v1/jobs/{job_id}/artifacts/archive") as r:
+        for block in r.iter_bytes():
+            total += len(block)
+    assert total == int(r.headers["content-length"]) > 256 << 20
+    assert _hwm_kib(service.api.pid) - before < 64 << 10  # KiB: under a quarter of the file
+
+
 def test_a_profiled_job_reports_each_layers_target_and_hits_the_global_one(service):
     """OWL plus a rule that leaves one layer dense, through the API and a real worker."""
     service.start_worker()
