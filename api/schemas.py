@@ -113,6 +113,9 @@ class Evaluation(Body):
 class Quantize(Body):
     bits: int = _limit("quantize.bits", default=jobspec.QuantSpec().bits)
     group_size: Optional[int] = _limit("quantize.group_size", default=None)
+    format: Literal[jobspec.job.QUANT_FORMATS] = Field(  # type: ignore[valid-type]
+        jobspec.QuantSpec().format, description="packed: compressed-tensors pack-quantized (served by vLLM as W4A16); "
+                                                "dense: float weights on the grid")
 
 
 _PROFILE = jobspec.SparsityProfile()  # the spec's defaults; its ranges are in profile.py

@@ -80,15 +80,13 @@ def _model_config(model_source: dict[str, str]) -> Optional[dict]:
     return None
 
 
-def check_profile(spec: dict[str, Any], model_source: dict[str, str], prefix: str = "") -> None:
-    """A sparsity profile checked against the model's layers before queueing: a rule matching
-    no layer, or a target the rules make unreachable, is a 422 (spec.layout). Models whose
-    layout is not at hand here are checked by the worker, by the same planner."""
+def check_layers(spec: dict[str, Any], model_source: dict[str, str], prefix: str = "") -> None:
+    """The spec checked against the model's layers before queueing (spec.layout.check: profile
+    rules, packed quantization groups): a 422. Models whose layout is not at hand here are
+    checked by the worker, by the same code, when it opens the model."""
     job = JobSpec.from_dict({k: v for k, v in spec.items() if k != "model_source"})
-    prune = job.spec
     try:
-        layout.check_profile(_model_config(model_source), prune.sparsity, prune.profile, prune.pattern.is_nm,
-                             prune.ignore)
+        layout.check(_model_config(model_source), job.spec)
     except SpecError as exc:
         raise _invalid(exc, prefix) from None
 
@@ -99,7 +97,7 @@ def normalized_spec(s: Session, settings: Settings, tenant_id: str, body: JobCre
     spec = checked_spec(body, prefix)
     check_limits(body, settings, prefix)
     spec["model_source"] = resolve_model(s, tenant_id, body.model)
-    check_profile(spec, spec["model_source"], prefix)
+    check_layers(spec, spec["model_source"], prefix)
     source = body.calibration.source
     if source.startswith("ds_"):
         dataset = s.scalar(select(Dataset).where(Dataset.id == source, Dataset.tenant_id == tenant_id))

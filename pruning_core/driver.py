@@ -23,6 +23,7 @@ from torch import nn
 from .blocks import BlockInputs, activation_store, capture_inputs, run_block, target_linears
 from .methods import METHODS
 from .numerics import no_tf32
+from .pack import attach_grid
 from .profiles import layer_slots, layer_targets, owl_ratios
 from .source import Resident
 from .spec import PruneSpec
@@ -147,6 +148,8 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer,
         lin.weight.data.copy_(W_hat)
         if result.bias_delta is not None and lin.bias is not None:
             lin.bias.data.add_(result.bias_delta.to(lin.bias.dtype))
+        if result.grid is not None:  # the checkpoint writer packs the layer with it (pruning_core.pack)
+            attach_grid(lin, result.grid)
         keep = result.mask.to("cpu")
         report = LayerReport(
             name=f"{prefix}.{name}",

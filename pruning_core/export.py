@@ -85,28 +85,32 @@ def check_output_dir(out: Path) -> None:
         raise FileExistsError(f"output directory {out} exists and is not empty")
 
 
-def publish(out: Path, model, tokenizer, masks, report: dict[str, Any]) -> Path:
-    """Write everything to a temporary sibling directory, then rename it into place."""
+def publish(out: Path, model, tokenizer, masks, report: dict[str, Any], finish=None) -> Path:
+    """Write everything to a temporary sibling directory, then rename it into place. `finish`
+    (model directory -> None) runs on the staged model before the report is written: the
+    quantized checkpoint's packing, which may add to the report."""
 
     def write_model(target: Path) -> None:
         model.save_pretrained(target)
         if tokenizer is not None:
             tokenizer.save_pretrained(target)
 
-    return _publish(Path(out), write_model, masks, report)
+    return _publish(Path(out), write_model, masks, report, finish)
 
 
-def publish_dir(out: Path, model_dir: Path, masks, report: dict[str, Any]) -> Path:
+def publish_dir(out: Path, model_dir: Path, masks, report: dict[str, Any], finish=None) -> Path:
     """Like `publish`, for a model directory already written (shard by shard): it is moved in."""
-    return _publish(Path(out), lambda target: os.replace(model_dir, target), masks, report)
+    return _publish(Path(out), lambda target: os.replace(model_dir, target), masks, report, finish)
 
 
-def _publish(out: Path, write_model, masks, report: dict[str, Any]) -> Path:
+def _publish(out: Path, write_model, masks, report: dict[str, Any], finish=None) -> Path:
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         write_model(tmp / "model")
+        if finish is not None:
+            finish(tmp / "model")
         if isinstance(masks, dict):
             save_masks(masks, tmp / "masks.safetensors")
         else:  # per-block mask files written as the blocks finished

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from . import data, export, models, zeroshot
+from . import data, export, models, pack, zeroshot
 from .checkpoint import LazyCheckpoint, shard_map
 from .driver import Progress, PruneResult, prune_blocks
 from .errors import DiskFull, ModelNotFound, SpecError
@@ -142,8 +142,7 @@ def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_d
     directory, the model reference, the calibration source, the evaluation data and task files."""
     export.check_output_dir(out)
     models.check_openable(job.model)
-    spec = job.spec
-    layout.check_profile(models.config_for(job.model), spec.sparsity, spec.profile, spec.pattern.is_nm, spec.ignore)
+    layout.check(models.config_for(job.model), job.spec)
     if job.spec.reads_data:
         data.check_calibration_source(job.spec.calibration.source, data_root, allow_download)
     for name in job.evaluation.datasets:
@@ -229,8 +228,15 @@ def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download)
     if streamed:
         report["peak_blocks_in_memory"] = source.checkpoint.peak_live
     notify(Progress("saving", 0, 0))
+    finish = None
+    if job.spec.quant is not None:
+        linears = [name for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)]
+
+        def finish(directory: Path) -> None:  # the stored form of the quantized layers (pruning_core.pack)
+            report["quantization"]["checkpoint"] = pack.finish_directory(directory, job.spec.quant, linears)
+
     if streamed:
-        export.publish_dir(out, source.sink.directory, result.masks, report)
+        export.publish_dir(out, source.sink.directory, result.masks, report, finish)
     else:
-        export.publish(out, model, tokenizer, result.masks, report)
+        export.publish(out, model, tokenizer, result.masks, report, finish)
     return report

@@ -18,6 +18,7 @@ from torch import nn
 
 from .blocks import find_blocks, move_outside_blocks
 from .checkpoint import LazyCheckpoint
+from .pack import detach_grids
 from .shards import ShardWriter
 
 
@@ -66,6 +67,7 @@ class Streamed(Resident):
     def finished(self, index: int) -> None:
         if self.sink is not None:
             self.sink.write_block(f"{self.block_path}.{index}", self.blocks[index])
+        detach_grids(self.blocks[index])  # in the shard now; the skeleton keeps no tensors
 
     @contextlib.contextmanager
     def outside(self, device) -> Iterator[None]:

@@ -110,6 +110,10 @@ def _summary(report: dict, out: Path) -> str:
     if q:
         lines.append(f"quantized   int{q['bits']}: {q['bits_per_weight']:.2f} bits/weight for values, "
                      f"{q['bits_per_weight_with_mask']:.2f} with the mask")
+        stored = q.get("checkpoint")
+        if stored and stored["format"] == "packed":
+            lines.append(f"checkpoint  packed (compressed-tensors): quantized layers take {stored['quantized_bytes']} bytes, "
+                         f"{stored['ratio_to_bf16']:.3f}x their bf16 size")
     t = report["timings"]
     lines.append(f"time        {t['total']:.1f}s total, {t['prune']:.1f}s pruning on {report['device']}")
     lines.append(f"output      {out}/model (checkpoint), masks.safetensors, report.json")
@@ -133,6 +137,8 @@ def prune(
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
     quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
     group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
+    quantized_format: Optional[str] = typer.Option(None, help="Checkpoint of a quantized job: packed (compressed-tensors "
+                                                   "int codes + scales, the default) or dense (float values on the grid)."),
     calib: str = typer.Option(_CAL.source, help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
     nsamples: int = typer.Option(_CAL.nsamples, help="Calibration sequences."),
     seqlen: int = typer.Option(_CAL.seqlen, help="Tokens per calibration sequence."),
@@ -157,7 +163,7 @@ def prune(
 
     # the same checks as the API's, all before torch is imported or anything is read
     try:
-        quant = QuantSpec.parse(quantize, group_size)
+        quant = QuantSpec.parse(quantize, group_size, quantized_format)
         body = {
             "model": model, "method": method, "sparsity": sparsity, "pattern": pattern,
             "options": _parse_options(option), "quantize": dataclasses.asdict(quant) if quant else None,

@@ -23,6 +23,7 @@ class LayerResult:
     mask: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
     bias_delta: Optional[torch.Tensor] = None  # [m], added to the layer's bias when it has one
+    grid: Optional[Any] = None  # quant.Grid of a jointly quantized layer: its scales and zero points
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def prune_layer(W: torch.Tensor, stats, spec, o: PGZOptions) -> LayerResult:
         info["trace"] = [t / 4 / energy for t in trace]
     if grid is not None:
         info["bits_per_weight"] = grid.bits_per_weight(int((~pruned).sum()), pruned.numel())
-    result = LayerResult(weight=W_hat * ~pruned, mask=~pruned, info=info)
+    result = LayerResult(weight=W_hat * ~pruned, mask=~pruned, info=info, grid=grid)
     if o.center:  # A10: compensate the dropped mean-output error through the bias
         result.bias_delta = ((W0 - W_hat * r) @ prob.mean) if prob.mean is not None else None
     return result

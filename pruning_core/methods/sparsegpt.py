@@ -44,7 +44,7 @@ def prune_layer(W: torch.Tensor, stats, spec, options: SparseGPTOptions) -> Laye
     info = {"dead_inputs": int(dead.sum())}
     if grid is not None:
         info["bits_per_weight"] = grid.bits_per_weight(int(keep.sum()), keep.numel())
-    return LayerResult(weight=W, mask=keep, info=info)
+    return LayerResult(weight=W, mask=keep, info=info, grid=grid)
 
 
 METHOD = Method(DECLARED["sparsegpt"], prune_layer)

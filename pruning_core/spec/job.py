@@ -25,7 +25,8 @@ EVAL_DATASETS = ("wikitext2", "ptb", "c4")
 CALIB_DATASETS = ("c4", "wikitext2", "ptb")
 ZERO_SHOT_TASKS = ("arc_easy", "arc_challenge", "openbookqa", "piqa", "boolq", "rte", "hellaswag", "winogrande",
                    "lambada_openai")
-DTYPES = ("auto", "float32", "bfloat16", "float16")  # "auto": the checkpoint's own dtype
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANT_FORMATS = ("packed", "dense")  # "auto": the checkpoint's own dtype
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
@@ -126,21 +127,27 @@ class QuantSpec:
 
     bits: int = 4
     group_size: Optional[int] = None
+    # "packed": compressed-tensors pack-quantized (integer codes, scales, zero points; what vLLM
+    # serves); "dense": float weights that sit on the grid
+    format: str = "packed"
 
     def __post_init__(self) -> None:
         check_int(self.bits, "quantize.bits")
         check_int(self.group_size, "quantize.group_size", optional=True)
+        _choice(self.format, QUANT_FORMATS, "quantize.format", "checkpoint format")
 
     @classmethod
-    def parse(cls, text: Optional[str], group_size: Optional[int] = None) -> Optional["QuantSpec"]:
+    def parse(cls, text: Optional[str], group_size: Optional[int] = None,
+              format: Optional[str] = None) -> Optional["QuantSpec"]:
         """'int4' (or 'int3', 'int8', ...) -> QuantSpec; None/'none' -> None."""
         if text is None or text.lower() in ("", "none"):
-            if group_size is not None:
-                raise SpecError("quantize.group_size: needs quantization (e.g. int4)", "quantize.group_size")
+            for value, where in ((group_size, "quantize.group_size"), (format, "quantize.format")):
+                if value is not None:
+                    raise SpecError(f"{where}: needs quantization (e.g. int4)", where)
             return None
         if not text.lower().startswith("int") or not text[3:].isdigit():
             raise SpecError(f"quantize: must look like int4, got {text!r}", "quantize")
-        return cls(int(text[3:]), group_size)
+        return cls(int(text[3:]), group_size, format or "packed")
 
 
 @dataclass(frozen=True)

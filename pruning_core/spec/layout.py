@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from .profile import LayerSlot, SparsityProfile, fixed_by_rules, plan
+from ..errors import SpecError
+from .job import PruneSpec
+from .profile import LayerSlot, fixed_by_rules, plan
 
 # the attention + gated-MLP layout of LLaMA and the families that copied its module names
 _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2")
@@ -60,15 +62,24 @@ def layer_slots(config: Mapping[str, Any], ignore: tuple[str, ...]) -> Optional[
             if not is_ignored(name, f"{path}.{i}.{name}", ignore)]
 
 
-def check_profile(config: Optional[Mapping[str, Any]], target: float, profile: SparsityProfile, is_nm: bool,
-                  ignore: tuple[str, ...]) -> None:
-    """Raise SpecError now for what the planner would refuse on this model: a rule that matches
-    no layer, or rules that leave the other layers a share they cannot take. OWL's per-block
-    offsets need the weights and the data; they never make a reachable target unreachable."""
-    slots = layer_slots(config, ignore) if config else None
-    if not slots or profile.is_uniform:
+def check(config: Optional[Mapping[str, Any]], spec: PruneSpec) -> None:
+    """Raise SpecError now for what the job would refuse on this model after loading it: a
+    profile rule that matches no layer, rules that leave the other layers a share they cannot
+    take (OWL's per-block offsets need the weights and the data, but never make a reachable
+    target unreachable), a packed quantization group that does not divide a layer's inputs."""
+    slots = layer_slots(config, spec.ignore) if config else None
+    if not slots:
         return
-    if is_nm:
-        fixed_by_rules(slots, profile)
+    quant = spec.quant
+    if quant is not None and quant.format == "packed" and quant.group_size:
+        bad = sorted({s.cols for s in slots if s.cols % quant.group_size})
+        if bad:
+            raise SpecError(f"quantize.group_size: {quant.group_size} does not divide the layers' input sizes {bad}, "
+                            "which the packed format needs; choose a divisor or quantize.format dense",
+                            "quantize.group_size")
+    if spec.profile.is_uniform:
+        return
+    if spec.pattern.is_nm:
+        fixed_by_rules(slots, spec.profile)
     else:
-        plan(slots, target, profile)
+        plan(slots, spec.sparsity, spec.profile)

@@ -56,6 +56,8 @@ BAD_INPUT = [  # (arguments, what the one line must say): every case the issue l
     (["--sparsity-rule", r"layers\.77\.=0"], "sparsity_profile.rules[0].match: 'layers\\.77\\.' matches no prunable layer"),
     (["--sparsity", "0.7", "--sparsity-rule", "mlp=0"], "the target cannot be reached with these rules"),
     (["--pattern", "2:4", "--sparsity-profile", "owl"], "sparsity_profile.kind: owl varies sparsity per layer"),
+    (["--quantized-format", "dense"], "quantize.format: needs quantization"),
+    (["--method", "sparsegpt", "--quantize", "int4", "--group-size", "100"], "quantize.group_size: 100 does not divide"),
 ]
 
 
@@ -115,16 +117,17 @@ def reload_and_check(out, windows, seqlen, dataset="wikitext2"):
     report = json.loads((out / "report.json").read_text())
     model = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(out / "model")
+    # the forward pass first: a packed (compressed-tensors) checkpoint decompresses its layers on it
+    ids = tok(data.eval_text(dataset), return_tensors="pt").input_ids[0]
+    ppl, used = perplexity(model, ids, seqlen, windows)
+    assert used == report["perplexity"][dataset]["windows"]
+    assert ppl == pytest.approx(report["perplexity"][dataset]["pruned"], rel=1e-4)
     masks = load_masks(out / "masks.safetensors")
     assert set(masks) == {layer["name"] for layer in report["layers"]}
     modules = dict(model.named_modules())
     for name, keep in masks.items():
         W = modules[name].weight
         assert torch.equal(W == 0, ~keep) or torch.all(W[~keep] == 0), name
-    ids = tok(data.eval_text(dataset), return_tensors="pt").input_ids[0]
-    ppl, used = perplexity(model, ids, seqlen, windows)
-    assert used == report["perplexity"][dataset]["windows"]
-    assert ppl == pytest.approx(report["perplexity"][dataset]["pruned"], rel=1e-4)
     return report
 
 
@@ -203,11 +206,22 @@ def test_pgz_with_int4_end_to_end(tmp_path, tiny_model_dir):
     assert q["bits"] == 4 and q["mask_bits_per_weight"] == pytest.approx(0.646, abs=1e-3) and q["dense_layers"] == 1
     # 4 bits on half the weights plus 24 grid bits per row of 64 or 128 inputs
     assert 2 + 24 / 128 <= q["bits_per_weight"] <= 2 + 24 / 64 and "bits/weight" in proc.stdout
-    # every kept weight of the reloaded checkpoint sits on at most 16 levels per row
-    from transformers import AutoModelForCausalLM
+    assert "checkpoint  packed (compressed-tensors)" in proc.stdout
+    # packed by default: compressed-tensors int4 codes, scales and zero points, which transformers reads
+    config = json.loads((out / "model" / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "compressed-tensors" and config["format"] == "pack-quantized"
+    assert sorted(config["ignore"]) == ["lm_head", "model.layers.1.self_attn.o_proj"]
+    stored = q["checkpoint"]
+    assert stored["format"] == "packed" and stored["quantized_layers"] == 13 and stored["ratio_to_bf16"] <= 0.3
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
-    model = AutoModelForCausalLM.from_pretrained(out / "model")
-    W = model.model.layers[0].mlp.down_proj.weight
+    shard = next((out / "model").glob("model-00001-*.safetensors"))
+    with safe_open(str(shard), framework="pt") as f:
+        assert "model.layers.0.mlp.down_proj.weight_packed" in f.keys()
+        assert "model.layers.0.mlp.down_proj.weight" not in f.keys()
+    model = AutoModelForCausalLM.from_pretrained(out / "model", quantization_config=CompressedTensorsConfig(dequantize=True))
+    W = model.model.layers[0].mlp.down_proj.weight  # every kept weight decodes to one of 16 levels per row
     assert all(len(torch.unique(row)) <= 16 for row in W)
     source = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # the dense rule's layer: untouched
     assert torch.equal(model.model.layers[1].self_attn.o_proj.weight, source.model.layers[1].self_attn.o_proj.weight)

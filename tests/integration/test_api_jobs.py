@@ -56,6 +56,21 @@ BAD_SPECS = [  # (what a client sent, the field the 422 must name)
     ({"dtype": "int8"}, "dtype"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"surprise": 1}, "surprise"),
+    ({"sparsity_profile": {"kind": "owl", "owl_lambda": 0.9}}, "sparsity_profile.owl_lambda"),
+    ({"sparsity_profile": {"kind": "owl", "owl_m": 0}}, "sparsity_profile.owl_m"),
+    ({"sparsity_profile": {"kind": "fancy"}}, "sparsity_profile.kind"),
+    ({"sparsity_profile": {"kind": "rules"}}, "sparsity_profile.rules"),
+    ({"sparsity_profile": {"rules": [{"match": "mlp", "sparsity": 0}, {"match": "(", "sparsity": 0}]}},
+     "sparsity_profile.rules[1].match"),
+    ({"sparsity_profile": {"rules": [{"match": "mlp", "sparsity": 1.5}]}}, "sparsity_profile.rules[0].sparsity"),
+    # checked against the bundled model's layers before queueing (spec.layout)
+    ({"sparsity_profile": {"rules": [{"match": r"layers\.99\.", "sparsity": 0}]}}, "sparsity_profile.rules[0].match"),
+    ({"sparsity": 0.7, "sparsity_profile": {"rules": [{"match": "mlp", "sparsity": 0}]}}, "sparsity_profile.rules"),
+    ({"pattern": "2:4", "sparsity_profile": {"kind": "owl"}}, "sparsity_profile.kind"),
+    ({"pattern": "2:4", "sparsity_profile": {"rules": [{"match": "mlp", "sparsity": 0.3}]}},
+     "sparsity_profile.rules[0].sparsity"),
+    ({"method": "sparsegpt", "quantize": {"bits": 4, "format": "gguf"}}, "quantize.format"),
+    ({"method": "sparsegpt", "quantize": {"bits": 4, "group_size": 100}}, "quantize.group_size"),  # 576 % 100
 ]
 
 

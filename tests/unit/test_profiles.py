@@ -148,19 +148,29 @@ def test_layout_checks_refuse_before_anything_loads():
     config = layout.BUNDLED_CONFIGS["smollm2-135m"]
     dense_mlp = SparsityProfile.from_value({"rules": [{"match": "mlp", "sparsity": 0}]})
     with pytest.raises(SpecError, match="cannot be reached"):
-        layout.check_profile(config, 0.7, dense_mlp, False, ("lm_head",))
-    layout.check_profile(config, 0.2, dense_mlp, False, ("lm_head",))  # reachable: attention takes it all
+        layout.check(config, PruneSpec("wanda", 0.7, profile=dense_mlp))
+    layout.check(config, PruneSpec("wanda", 0.2, profile=dense_mlp))  # reachable: attention takes it all
     with pytest.raises(SpecError, match="matches no prunable layer"):
-        layout.check_profile(config, 0.5, SparsityProfile.from_value({"rules": [{"match": "fc1", "sparsity": 0}]}),
-                             False, ("lm_head",))
-    layout.check_profile({"model_type": "mamba"}, 0.5, dense_mlp, False, ())  # unknown family: the worker checks
+        layout.check(config, PruneSpec("wanda", 0.5, profile={"rules": [{"match": "fc1", "sparsity": 0}]}))
+    layout.check({"model_type": "mamba"}, PruneSpec("wanda", 0.5, profile=dense_mlp))  # unknown family: the worker checks
 
 
 def test_a_rule_shadowed_by_an_earlier_one_is_refused():
     profile = SparsityProfile.from_value({"rules": [{"match": "mlp", "sparsity": 0.5}, {"match": "mlp.down", "sparsity": 0}]})
     with pytest.raises(SpecError, match="earlier rule") as err:
-        layout.check_profile(layout.BUNDLED_CONFIGS["smollm2-135m"], 0.5, profile, False, ("lm_head",))
+        layout.check(layout.BUNDLED_CONFIGS["smollm2-135m"], PruneSpec("wanda", 0.5, profile=profile))
     assert err.value.param == "sparsity_profile.rules[1].match"
+
+
+def test_a_packed_group_that_does_not_divide_the_inputs_is_refused_before_loading():
+    from pruning_core.quant import QuantSpec
+
+    config = layout.BUNDLED_CONFIGS["smollm2-135m"]  # inputs 576 and 1536
+    with pytest.raises(SpecError, match="does not divide") as err:
+        layout.check(config, PruneSpec("sparsegpt", 0.5, quant=QuantSpec(4, 100)))
+    assert err.value.param == "quantize.group_size"
+    layout.check(config, PruneSpec("sparsegpt", 0.5, quant=QuantSpec(4, 64)))
+    layout.check(config, PruneSpec("sparsegpt", 0.5, quant=QuantSpec(4, 100, "dense")))  # dense pads the last group
 
 
 def test_nm_with_rules_leaves_matched_layers_dense_and_patterns_the_rest():
@@ -180,5 +190,5 @@ def test_a_pathological_rule_pattern_is_answered_at_once():
     profile = SparsityProfile.from_value({"rules": [{"match": "(.*)*x", "sparsity": 0}]})
     t0 = time.monotonic()
     with pytest.raises(SpecError, match="matches no prunable layer"):
-        layout.check_profile(layout.BUNDLED_CONFIGS["smollm2-135m"], 0.5, profile, False, ("lm_head",))
+        layout.check(layout.BUNDLED_CONFIGS["smollm2-135m"], PruneSpec("wanda", 0.5, profile=profile))
     assert time.monotonic() - t0 < 5
