@@ -6,10 +6,12 @@ from typing import Optional
 
 from fastapi import FastAPI
 
+from db import logs
 from db.settings import Settings, get_settings
 
 from . import problems
-from .routes import artifacts, dashboard, events, health, jobs, methods, models, schedules, webhooks
+from .requests import RequestContext
+from .routes import artifacts, dashboard, events, health, jobs, keys, methods, models, schedules, webhooks
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
@@ -19,9 +21,11 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     problems.install(app)
     problems.document(app)
 
+    logs.configure("api")
     app.add_middleware(BodyLimit, limit=app.state.settings.max_body_bytes)
     app.add_middleware(NoNulInUrl)
-    for module in (health, jobs, methods, events, artifacts, models, schedules, webhooks):
+    app.add_middleware(RequestContext)  # added last: the outermost, so every answer has an id and a log line
+    for module in (health, jobs, methods, events, artifacts, models, schedules, webhooks, keys):
         app.include_router(module.router)
     dashboard.install(app)
     return app

@@ -49,7 +49,7 @@ class Principal:
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-KEY_CACHE_SECONDS = 30.0  # a revoked key stops working within this window
+KEY_CACHE_SECONDS = 2.0  # a key revoked through another API process stops working within this window
 _verified: dict[str, tuple[float, Principal]] = {}  # sha256(key) -> (expiry, principal)
 
 
@@ -76,6 +76,13 @@ async def principal(request: Request) -> Principal:
         _verified.clear()
     _verified[digest] = (time.monotonic() + KEY_CACHE_SECONDS, found)
     return found
+
+
+def forget(prefix: str) -> None:
+    """Drop a key from this process's cache (it was just revoked here)."""
+    for digest, (_, found) in list(_verified.items()):
+        if found.key_prefix == prefix:
+            _verified.pop(digest, None)
 
 
 def require(scope: str):

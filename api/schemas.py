@@ -167,6 +167,15 @@ class JobCreate(Body):
         return v
 
 
+class ApiKeyOut(BaseModel):
+    id: str
+    object: Literal["api_key"] = "api_key"
+    prefix: str = Field(description="the key's public part, tpk_<8 hex>; the secret is never shown again")
+    scopes: list[str]
+    created_at: Timestamp
+    revoked_at: Optional[Timestamp] = None
+
+
 class JobError(BaseModel):
     code: str
     message: str

@@ -283,6 +283,47 @@ def keys_create(
     typer.echo(plaintext)
 
 
+@keys_app.command("list")
+def keys_list(tenant: Optional[str] = typer.Option(None, help="Only this tenant's keys (default: every tenant).")) -> None:
+    """Every API key: id, tenant, prefix, scopes, created, revoked (never the secret)."""
+    from sqlalchemy import select
+
+    from db.engine import sessionmaker_for
+    from db.models import ApiKey, Tenant
+    from db.settings import get_settings
+
+    _migrate()
+    with sessionmaker_for(get_settings().db_url)() as s:
+        query = select(ApiKey, Tenant.name).join(Tenant, Tenant.id == ApiKey.tenant_id).order_by(ApiKey.created_at)
+        if tenant is not None:
+            query = query.where(Tenant.name == tenant)
+        for key, name in s.execute(query):
+            revoked = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-"
+            typer.echo(f"{key.id}\t{name}\t{key.prefix}\t{','.join(key.scopes)}\t"
+                       f"{key.created_at.isoformat(timespec='seconds')}\trevoked {revoked}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: str = typer.Argument(..., help="The key's id (key_...) or prefix (tpk_...).")) -> None:
+    """Revoke an API key: it answers 401 from then on (running API processes within 2 s)."""
+    from sqlalchemy import or_, select
+
+    from db import keys
+    from db.engine import sessionmaker_for
+    from db.models import ApiKey
+    from db.settings import get_settings
+
+    _migrate()
+    with sessionmaker_for(get_settings().db_url)() as s:
+        record = s.scalar(select(ApiKey).where(or_(ApiKey.id == key, ApiKey.prefix == key)))
+        if record is None:
+            fail(f"no API key {key!r}")
+        if record.revoked_at is None:
+            keys.revoke(s, record)
+            s.commit()
+        typer.echo(f"revoked {record.id} ({record.prefix})")
+
+
 @app.command()
 def api(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -293,6 +334,7 @@ def api(
     """Run the REST API alone (no worker)."""
     import uvicorn
 
+    _announce(host, port)
     if migrate:
         _migrate()
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
@@ -314,6 +356,12 @@ def worker(
         fail(f"--gpus expects indices like 0,1; got {gpus!r}")
     _migrate()
     raise typer.Exit(supervise(worker_commands(gpu_list, device, loglevel)))
+
+
+def _announce(host: str, port: int) -> None:
+    """Where to find the service, as the first lines a `serve` or `api` prints."""
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    typer.echo(f"Topiary API  {base}/v1\nAPI docs     {base}/docs\nDashboard    {base}/dashboard/", err=True)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -345,6 +393,7 @@ def serve(
     except ValueError:
         fail(f"--gpus expects indices like 0,1; got {gpus!r}")
     _check_port_free(host, port)
+    _announce(host, port)
     _migrate()
     api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
                "--log-level", "warning"]

@@ -10,8 +10,9 @@ import logging
 import os
 import socket
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
+from db import logs
 from db.broker import TASK_NAME
 from db.broker import celery_app
 from db.engine import sessionmaker_for
@@ -50,8 +51,19 @@ def _child_init(**_kwargs) -> None:
     spares.warm()
 
 
+@setup_logging.connect
+def _logging(**_kwargs) -> None:
+    """Our log setup instead of Celery's: the job id on every line, TOPIARY_LOG_FORMAT=json."""
+    logs.configure("worker")
+
+
 @app.task(name=TASK_NAME, bind=True)
 def run_prune_job(self, job_id: str) -> str:
+    with logs.bound(job_id=job_id):
+        return _run(self, job_id)
+
+
+def _run(self, job_id: str) -> str:
     owner = f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
     runner = Runner(settings, job_id, owner)
     job = runner.claim()

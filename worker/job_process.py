@@ -22,8 +22,9 @@ from worker.lifeline import die_with_parent
 def main() -> int:
     parent = int(os.environ.get("TOPIARY_PARENT_PID", os.getppid()))
     die_with_parent(parent)
-    logging.basicConfig(level=os.environ.get("TOPIARY_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s job-process %(name)s: %(message)s")
+    from db import logs
+
+    logs.configure("job-process")
     # the slow imports happen while the spare is idle, not while a job waits
     import torch  # noqa: F401
     import transformers  # noqa: F401

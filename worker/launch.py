@@ -31,7 +31,7 @@ QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS
 
 def worker_commands(gpus: Optional[list[int]], device: str, loglevel: str = "WARNING") -> list[tuple[list[str], dict]]:
     queue = get_settings().task_queue
-    base = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue, "-c", "1",
+    base = [sys.executable, "-m", "celery", "--quiet", "-A", "worker.celery_app", "worker", "-Q", queue, "-c", "1",
             "-P", "prefork", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if gpus:
         return [(base + [f"--hostname=gpu{g}@%h"], {**QUIET, "CUDA_VISIBLE_DEVICES": str(g), "TOPIARY_WORKER_DEVICE": "cuda"})

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from sqlalchemy import update
 
-from db import jobs, status as st
+from db import jobs, logs, status as st
 from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Artifact, Job, utcnow
@@ -192,7 +192,8 @@ class Runner:
             return "lease-lost"
         out = None
         try:
-            out, outcome = self._execute(job)
+            with logs.bound(job_id=self.job_id, attempt=job.attempt):
+                out, outcome = self._execute(job)
             return outcome
         except LeaseLost:
             log.warning("job %s: lease lost, another attempt owns it", self.job_id)

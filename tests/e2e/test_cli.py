@@ -230,3 +230,22 @@ def test_pgz_with_int4_end_to_end(tmp_path, tiny_model_dir):
 def test_quantize_rejected_for_methods_without_it(tmp_path):
     proc = topiary("prune", "--method", "wanda", "--quantize", "int4", "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "no joint quantization" in proc.stderr
+
+
+def test_keys_list_and_revoke(tmp_path):
+    import os
+
+    env = {**{k: v for k, v in os.environ.items() if k != "TOPIARY_DATABASE_URL"}, "TOPIARY_HOME": str(tmp_path)}
+    run = lambda *args: subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)  # noqa: E731
+    key = run("keys", "create", "--tenant", "acme").stdout.strip()
+    run("keys", "create", "--tenant", "other")
+    prefix = "_".join(key.split("_")[:2])
+    listed = run("keys", "list", "--tenant", "acme").stdout.strip().splitlines()
+    assert len(listed) == 1 and listed[0].split("\t")[1:4] == ["acme", prefix, "jobs:read,jobs:write"]
+    assert key.split("_", 2)[2] not in listed[0]  # the secret is never shown again
+    assert listed[0].endswith("revoked -")
+    assert run("keys", "revoke", prefix).returncode == 0
+    assert "revoked -" not in run("keys", "list", "--tenant", "acme").stdout
+    assert len(run("keys", "list").stdout.strip().splitlines()) == 2
+    missing = run("keys", "revoke", "tpk_nothere")
+    assert missing.returncode == 2 and missing.stderr.strip() == "topiary: error: no API key 'tpk_nothere'"

@@ -1,6 +1,7 @@
 """Jobs: submission, validation, auth and tenancy, idempotency, listing, cancel, delete."""
 
 import copy
+import uuid
 import threading
 
 import pytest
@@ -294,3 +295,24 @@ def test_openapi_declares_problems_security_and_options(client):
     assert "application/problem+json" in cancel["responses"]["404"]["content"]
     options = doc["components"]["schemas"]["JobCreate"]["properties"]["options"]["x-options-by-method"]
     assert options["sparsegpt"]["properties"]["blocksize"]["minimum"] == 1
+
+
+def test_admins_list_and_revoke_their_tenants_keys(client, make_key):
+    tenant = f"keys-{uuid.uuid4().hex[:6]}"
+    admin, user = make_key(["admin"], tenant=tenant), make_key(tenant=tenant)
+    stranger = make_key(["admin"])
+    assert client.get("/v1/api_keys", headers=user).status_code == 403
+    listed = client.get("/v1/api_keys", headers=admin).json()["data"]
+    assert len(listed) == 2 and all(set(k) == {"id", "object", "prefix", "scopes", "created_at", "revoked_at"}
+                                    for k in listed)  # never the secret or its hash
+    user_prefix = "_".join(user["Authorization"].split(" ")[1].split("_")[:2])  # tpk_<8 hex>
+    user_key = next(k for k in listed if k["prefix"] == user_prefix)
+    assert user_key["scopes"] == ["jobs:read", "jobs:write"] and user_key["revoked_at"] is None
+    assert client.get("/v1/jobs", headers=user).status_code == 200  # cached as valid now
+    assert client.delete(f"/v1/api_keys/{user_key['id']}", headers=stranger).status_code == 404  # other tenant
+    revoked = client.delete(f"/v1/api_keys/{user_key['id']}", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    r = client.get("/v1/jobs", headers=user)  # at once, not after the cache expires
+    assert r.status_code == 401 and r.json()["type"] == "/problems/unauthorized"
+    assert client.delete(f"/v1/api_keys/{user_key['id']}", headers=admin).status_code == 200  # idempotent
+    assert client.delete("/v1/api_keys/key_nope", headers=admin).status_code == 404

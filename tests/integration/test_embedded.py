@@ -29,7 +29,7 @@ def test_embedded_serve_runs_a_job_and_keeps_its_files_home(tmp_path, tiny_model
                          text=True, check=True).stdout.strip()
     port = free_port()
     server = subprocess.Popen(topiary + ["serve", "--port", str(port), "--device", "cpu"], env=env, cwd=cwd,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
     try:
         deadline = time.monotonic() + 60
@@ -53,5 +53,8 @@ def test_embedded_serve_runs_a_job_and_keeps_its_files_home(tmp_path, tiny_model
         http.close()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
+    first = (tmp_path / "serve.log").read_text().splitlines()[:3]  # where to find it, before anything else
+    assert first == [f"Topiary API  http://127.0.0.1:{port}/v1", f"API docs     http://127.0.0.1:{port}/docs",
+                     f"Dashboard    http://127.0.0.1:{port}/dashboard/"], first
     assert (home / "topiary.db").is_file() and (home / "broker" / "control").is_dir()
     assert list(cwd.iterdir()) == []  # nothing lands in the directory it was started from

@@ -262,3 +262,30 @@ def test_a_killed_workers_job_resumes_at_its_block_and_matches_an_uninterrupted_
     assert a.keys() == b.keys() and len(a) > 0
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not any((service.logs.parent / "artifacts" / "resume").glob("*"))  # resume state gone once done
+
+
+def test_request_ids_reach_the_response_and_every_log_line(tmp_path, pg_url, model_root):
+    """X-Request-ID on every answer (the client's own when sane), and one JSON access line per
+    request carrying it, with the route template and the status."""
+    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root, TOPIARY_LOG_FORMAT="json")
+    try:
+        assert svc.http.get("/v1/jobs", headers={"X-Request-ID": "client-abc-123"}).headers["x-request-id"] == \
+            "client-abc-123"
+        missing = svc.http.get("/v1/jobs/pj_nope")
+        generated = missing.headers["x-request-id"]
+        assert missing.status_code == 404 and generated.startswith("req_")
+        replaced = svc.http.get("/v1/jobs", headers={"X-Request-ID": "two words"}).headers["x-request-id"]
+        assert replaced.startswith("req_") and replaced != generated
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(line) for p in svc.logs.glob("api-*.log") for line in p.read_text().splitlines()
+                     if line.startswith("{")]
+            access = {line["request_id"]: line for line in lines if line["logger"] == "topiary.access"}
+            if replaced in access or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert access["client-abc-123"]["route"] == "/v1/jobs" and access["client-abc-123"]["status"] == 200
+        assert access[generated]["route"] == "/v1/jobs/{job_id}" and access[generated]["status"] == 404
+        assert access[generated]["message"] == "GET /v1/jobs/pj_nope 404" and access[generated]["ms"] >= 0
+    finally:
+        svc.close()
