@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
 
 import httpx
 import orjson
@@ -43,7 +42,7 @@ class Deliverer(threading.Thread):
                 log.warning("webhook %s to %s failed for good: %s", delivery.id, endpoint.url, error or code)
         return len(batch)
 
-    def post(self, client: httpx.Client, url: str, delivery, secret: str) -> tuple[bool, Optional[int], str | None]:
+    def post(self, client: httpx.Client, url: str, delivery, secret: str) -> tuple[bool, int | None, str | None]:
         """One attempt: (delivered, HTTP status, reason). The host is resolved and checked now,
         and the connection goes to the address checked (the Host header and TLS name stay the
         URL's). Only the status code and a fixed short reason are kept: never the receiver's
