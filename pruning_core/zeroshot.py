@@ -13,9 +13,9 @@ Files live under `<data dir>/tasks/` (see ../shared/data/SOURCES.md for where ea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -125,12 +125,12 @@ def check_tasks(names) -> None:
             raise SpecError(f"unknown zero-shot task {name!r}; choose from {', '.join(TASKS)}", "tasks")
 
 
-def load_items(name: str, root: Optional[Path] = None, limit: Optional[int] = None) -> list[Item]:
+def load_items(name: str, root: Path | None = None, limit: int | None = None) -> list[Item]:
     """The first `limit` items of a task, from `root` (default: the data directory)."""
     return TASKS[name].load(task_file(name, root))[:limit]
 
 
-def task_file(name: str, root: Optional[Path] = None) -> Path:
+def task_file(name: str, root: Path | None = None) -> Path:
     """The task's data file, which must exist."""
     from .data import data_dir
 
@@ -170,8 +170,8 @@ def _plan(pairs: list[tuple[list[int], list[int]]], batch_size: int, max_length:
 
 @torch.no_grad()
 def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batch_size: int = 8,
-                   max_length: Optional[int] = None, blockwise: Optional[bool] = None,
-                   progress: Optional[Callable[[int, int], None]] = None, source=None) -> list[tuple[float, bool]]:
+                   max_length: int | None = None, blockwise: bool | None = None,
+                   progress: Callable[[int, int], None] | None = None, source=None) -> list[tuple[float, bool]]:
     """(sum of log p(continuation | context), whether greedy decoding reproduces it) per pair.
     Pairs are batched longest first with right padding. No attention mask is needed: causal
     attention keeps every real position from seeing the padding after it, and positions count
@@ -204,34 +204,49 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], device, batc
     return out
 
 
-def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8,
-                  blockwise: Optional[bool] = None, progress: Optional[Callable[[int, int], None]] = None,
-                  source=None) -> dict:
-    """acc (and acc_norm where the harness reports it) over `items`, computed on `device`."""
+def choose(name: str, item: Item, scores: list[tuple[float, bool]]) -> dict:
+    """One item's verdict from its choices' (log-likelihood, greedy) scores: `acc` (and `acc_norm`
+    where the harness reports it) as booleans, with the picked choices."""
     task = TASKS[name]
+    if task.greedy:
+        return {"acc": scores[0][1]}
+    n = len(item.continuations)
+    pick = max(range(n), key=lambda j: scores[j][0])
+    out = {"acc": pick == item.gold, "pick": pick}
+    if task.norm:
+        # the harness divides by the choice's length in characters, without the leading space
+        per_char = [scores[j][0] / max(len(item.continuations[j]) - 1, 1) for j in range(n)]
+        out["pick_norm"] = max(range(n), key=lambda j: per_char[j])
+        out["acc_norm"] = out["pick_norm"] == item.gold
+    return out
+
+
+def score_items(model, tokenizer, items: list[Item], device, batch_size: int = 8, blockwise: bool | None = None,
+                progress: Callable[[int, int], None] | None = None, source=None) -> list[list[tuple[float, bool]]]:
+    """Every item's (log-likelihood, greedy) score per choice, computed on `device`."""
     pairs = [encode_pair(tokenizer, c, x) for it in items for c, x in it.requests()]
     scores = loglikelihoods(model, pairs, device, batch_size, blockwise=blockwise, progress=progress, source=source)
-    acc = acc_norm = 0
-    k = 0
+    out, k = [], 0
     for it in items:
-        n = len(it.continuations)
-        ll = [score for score, _ in scores[k : k + n]]
-        if task.greedy:
-            acc += scores[k][1]
-        else:
-            acc += max(range(n), key=lambda j: ll[j]) == it.gold
-            # the harness divides by the choice's length in characters, without the leading space
-            per_char = [ll[j] / max(len(it.continuations[j]) - 1, 1) for j in range(n)]
-            acc_norm += max(range(n), key=lambda j: per_char[j]) == it.gold
-        k += n
-    result = {"acc": acc / len(items), "docs": len(items)}
-    if task.norm:
-        result["acc_norm"] = acc_norm / len(items)
+        out.append(scores[k : k + len(it.continuations)])
+        k += len(it.continuations)
+    return out
+
+
+def evaluate_task(model, tokenizer, name: str, items: list[Item], device, batch_size: int = 8,
+                  blockwise: bool | None = None, progress: Callable[[int, int], None] | None = None,
+                  source=None) -> dict:
+    """acc (and acc_norm where the harness reports it) over `items`, computed on `device`."""
+    scores = score_items(model, tokenizer, items, device, batch_size, blockwise, progress, source)
+    verdicts = [choose(name, it, s) for it, s in zip(items, scores)]
+    result = {"acc": sum(v["acc"] for v in verdicts) / len(items), "docs": len(items)}
+    if TASKS[name].norm:
+        result["acc_norm"] = sum(v["acc_norm"] for v in verdicts) / len(items)
     return result
 
 
-def zero_shot(model, tokenizer, names, device, root: Optional[Path] = None, limit: Optional[int] = None,
-              progress: Optional[Callable[[int, int], None]] = None, blockwise: Optional[bool] = None,
+def zero_shot(model, tokenizer, names, device, root: Path | None = None, limit: int | None = None,
+              progress: Callable[[int, int], None] | None = None, blockwise: bool | None = None,
               source=None) -> dict[str, dict]:
     """Every task in `names` on `device`: the whole model there when it fits, else one block at
     a time (`blockwise` None: evaluate.map_batches decides by free memory). `progress(tasks done,
