@@ -11,7 +11,7 @@ from db.settings import Settings, get_settings
 
 from . import problems
 from .requests import RequestContext
-from .routes import artifacts, dashboard, events, health, jobs, keys, methods, models, schedules, webhooks
+from .routes import artifacts, dashboard, events, health, jobs, keys, methods, metrics, models, schedules, webhooks, workers
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
@@ -25,7 +25,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=app.state.settings.max_body_bytes)
     app.add_middleware(NoNulInUrl)
     app.add_middleware(RequestContext)  # added last: the outermost, so every answer has an id and a log line
-    for module in (health, jobs, methods, events, artifacts, models, schedules, webhooks, keys):
+    for module in (health, metrics, jobs, methods, events, artifacts, models, schedules, webhooks, keys, workers):
         app.include_router(module.router)
     dashboard.install(app)
     return app

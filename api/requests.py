@@ -4,7 +4,7 @@ or a NUL in the URL gets an id and a log line).
 A client's `X-Request-ID` is kept when it is a sane token (1-128 printable ASCII characters, no
 spaces), else replaced by a fresh `req_...`; every response carries it, every log line written
 while the request runs includes it (db.logs), and one access line records method, path, route
-template, status, bytes and milliseconds."""
+template, status, bytes and milliseconds; the same request is counted and timed for /metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 
-from db import logs
+from db import logs, metrics
 
 log = logging.getLogger(logs.ACCESS)
 _SANE = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -48,7 +48,11 @@ class RequestContext:
             try:
                 await self.app(scope, receive, tagged)
             finally:
-                route = scope.get("route")
+                route = getattr(scope.get("route"), "path", None)
+                seconds = time.perf_counter() - started
                 log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": {
-                    "route": getattr(route, "path", None), "status": status, "bytes": size,
-                    "ms": round((time.perf_counter() - started) * 1000, 2)}})
+                    "route": route, "status": status, "bytes": size, "ms": round(seconds * 1000, 2)}})
+                # by route template, never the raw path: ids and probes would make a series each
+                m = metrics.get()
+                m.http_requests.labels(scope["method"], route or "unmatched", str(status)).inc()
+                m.http_seconds.labels(scope["method"], route or "unmatched").observe(seconds)

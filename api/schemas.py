@@ -176,6 +176,25 @@ class ApiKeyOut(BaseModel):
     revoked_at: Optional[Timestamp] = None
 
 
+class WorkerOut(BaseModel):
+    id: str = Field(description="host:pid of the worker process")
+    object: Literal["worker"] = "worker"
+    name: str = Field(description="gpu0, cpu...: the worker's slot on its host")
+    host: str
+    pid: int
+    queue: str
+    device: str = Field(description="cuda | cpu | mps")
+    gpu_name: Optional[str] = None
+    gpu_memory_bytes: Optional[int] = None
+    host_memory_bytes: int
+    cpus: int
+    version: str
+    busy: bool = Field(description="running a job now")
+    current_job_id: Optional[str] = Field(None, description="the job in hand, when it is one of the caller's tenant")
+    started_at: Timestamp
+    heartbeat_at: Timestamp
+
+
 class JobError(BaseModel):
     code: str
     message: str

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,6 +119,27 @@ class Schedule(Base):
 
     __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_schedules_tenant_name"),
                       Index("ix_schedules_due", "enabled", "next_fire_at"))
+
+
+class Worker(Base):
+    """One live worker process (a Celery child, which claims jobs and keeps their leases),
+    refreshed by its heartbeat; a row whose heartbeat lapsed is a dead worker (db/workers.py)."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid
+    name: Mapped[str] = mapped_column(String(100))  # gpu0, cpu... (TOPIARY_WORKER_NAME)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(100))
+    device: Mapped[str] = mapped_column(String(20))  # cuda | cpu | mps
+    gpu_name: Mapped[Optional[str]] = mapped_column(String(200))
+    gpu_memory_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    host_memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    cpus: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(40))
+    current_job_id: Mapped[Optional[str]] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class WebhookEndpoint(Base):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     requeue_after_seconds: float = 60.0  # ring again for jobs queued this long (the broker may have lost them)
     reaper_interval_seconds: float = 10.0
     worker_device: str = "auto"  # what "auto" in a job means on this worker
+    worker_metrics_port: int = 9101  # `topiary worker` serves Prometheus metrics here (0: off)
+    worker_heartbeat_seconds: float = 10.0  # how often a worker refreshes its row in the registry
+    worker_stale_seconds: float = 30.0  # a worker silent this long is not listed as live
     # delays before the 2nd, 3rd, ... webhook attempt (Svix-like, about a day); then it has failed
     webhook_retry_seconds: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
     webhook_timeout_seconds: float = 15.0  # a 2xx within this counts as delivered

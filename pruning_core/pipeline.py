@@ -118,6 +118,16 @@ def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, d
     }
 
 
+def peak_memory(device: torch.device) -> dict:
+    """This process's peak resident memory so far and the device's peak allocation (None off
+    CUDA): what a job needed, for the worker's metrics and for calibrating estimates."""
+    import resource
+
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"host_bytes": host, "gpu_bytes": gpu}
+
+
 def open_model(job: JobSpec):
     """(block source, tokenizer). A safetensors model directory (the bundled model's cache, a
     hub snapshot) is opened lazily and streamed block by block; anything else (a GGUF file, a
@@ -224,6 +234,7 @@ def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download)
     timings["total"] = time.perf_counter() - t0
     report = build_report(job, result, dense, pruned, device, timings)
     report["dtype_stored"] = str(next(model.parameters()).dtype).removeprefix("torch.")  # what "auto" found
+    report["peak_memory"] = peak_memory(device)
     report["streamed"] = streamed
     if streamed:
         report["peak_blocks_in_memory"] = source.checkpoint.peak_live

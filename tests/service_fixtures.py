@@ -70,7 +70,8 @@ class Service:
                     "TOPIARY_BROKER_URL": broker_url, "TOPIARY_TASK_QUEUE": f"q-{secrets.token_hex(4)}",
                     "TOPIARY_ALLOWED_MODEL_ROOTS": json.dumps([str(model_root)]), "TOPIARY_LEASE_SECONDS": "4",
                     "TOPIARY_REAPER_INTERVAL_SECONDS": "1", "TOPIARY_REQUEUE_AFTER_SECONDS": "3",
-                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra_env}
+                    "TOPIARY_WORKER_METRICS_PORT": str(free_port()), "TOPIARY_WORKER_HEARTBEAT_SECONDS": "1",
+                    "TOPIARY_WORKER_STALE_SECONDS": "3", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra_env}
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.api = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app",
@@ -78,13 +79,18 @@ class Service:
         self.worker = None
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
         self._wait_ready()
+        self.tenant = f"tenant-{secrets.token_hex(3)}"
+        self.http.headers.update(self.key_headers(["jobs:read", "jobs:write"]))
+
+    def key_headers(self, scopes: list[str], tenant: str | None = None) -> dict[str, str]:
+        """Authorization for a fresh key of this service's tenant (or another)."""
         from db import keys
         from db.engine import sessionmaker_for
 
-        with sessionmaker_for(db_url)() as s:
-            _, key = keys.create_key(s, f"tenant-{secrets.token_hex(3)}", ["jobs:read", "jobs:write"])
+        with sessionmaker_for(self.env["TOPIARY_DATABASE_URL"])() as s:
+            _, key = keys.create_key(s, tenant or self.tenant, scopes)
             s.commit()
-        self.http.headers["Authorization"] = f"Bearer {key}"
+        return {"Authorization": f"Bearer {key}"}
 
     def _spawn(self, name, cmd):
         log = open(self.logs / f"{name}-{time.time_ns()}.log", "w")

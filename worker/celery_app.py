@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from db import logs
 from db.broker import TASK_NAME
@@ -19,6 +19,7 @@ from db.engine import sessionmaker_for
 from db.settings import get_settings
 
 from .lifeline import die_with_parent
+from .registry import Registration
 from .runner import Heartbeat, Runner
 from .spare import Spares, describe_exit, run_job
 
@@ -40,15 +41,25 @@ app.conf.update(
 
 
 spares = Spares()
+registration: Registration | None = None  # the pool child's row in the worker registry
 
 
 @worker_process_init.connect
 def _child_init(**_kwargs) -> None:
     """A forked child dies with the Celery parent, must not reuse the parent's pooled database
     connections, and starts warming its first job process right away."""
+    global registration
     die_with_parent(os.getppid())
     sessionmaker_for.cache_clear()
     spares.warm()
+    registration = Registration(settings)
+    registration.start()
+
+
+@worker_process_shutdown.connect
+def _child_exit(**_kwargs) -> None:
+    if registration is not None:
+        registration.close()
 
 
 @setup_logging.connect
@@ -71,10 +82,14 @@ def _run(self, job_id: str) -> str:
         return "skipped"
     heartbeat = Heartbeat(settings, job_id, owner)
     heartbeat.start()
+    if registration is not None:
+        registration.working(job_id)
     try:
         code = run_job(spares.take(), job_id, owner, heartbeat.lost.is_set)
     finally:
         heartbeat.stop.set()
+        if registration is not None:
+            registration.working(None)
     if code != 0 and not heartbeat.lost.is_set() and runner.record_crash(job.attempt, describe_exit(code)):
         log.error("job %s: %s", job_id, describe_exit(code))
         return "crashed"

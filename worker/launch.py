@@ -3,7 +3,8 @@
 `topiary worker --gpus 0,1` starts one Celery worker process per GPU, each pinned with
 CUDA_VISIBLE_DEVICES; `--device cpu` starts one for the CPU. The supervisor itself runs the reaper
 (lease expiry, re-enqueueing lost jobs), fires due schedules, delivers webhooks (a thread), and
-stops its children on SIGINT/SIGTERM; they die with it if it is killed.
+stops its children on SIGINT/SIGTERM; they die with it if it is killed. It also serves the Prometheus
+metrics of all its processes (db.metrics) on TOPIARY_WORKER_METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from typing import Optional
 
+from db import metrics
 from db.settings import get_settings
 
 from .lifeline import child_dies_with_us
@@ -34,9 +36,9 @@ def worker_commands(gpus: Optional[list[int]], device: str, loglevel: str = "WAR
     base = [sys.executable, "-m", "celery", "--quiet", "-A", "worker.celery_app", "worker", "-Q", queue, "-c", "1",
             "-P", "prefork", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
     if gpus:
-        return [(base + [f"--hostname=gpu{g}@%h"], {**QUIET, "CUDA_VISIBLE_DEVICES": str(g), "TOPIARY_WORKER_DEVICE": "cuda"})
-                for g in gpus]
-    return [(base + [f"--hostname={device}@%h"], {**QUIET, "TOPIARY_WORKER_DEVICE": device})]
+        return [(base + [f"--hostname=gpu{g}@%h"], {**QUIET, "CUDA_VISIBLE_DEVICES": str(g), "TOPIARY_WORKER_DEVICE": "cuda",
+                                                     "TOPIARY_WORKER_NAME": f"gpu{g}"}) for g in gpus]
+    return [(base + [f"--hostname={device}@%h"], {**QUIET, "TOPIARY_WORKER_DEVICE": device, "TOPIARY_WORKER_NAME": device})]
 
 
 def _wait_ready(url: str, child: subprocess.Popen, timeout: float = 120.0) -> bool:
@@ -58,8 +60,14 @@ def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] =
     """Start every command, run the sweeps until a child exits or we are told to stop. Children
     die with us (PR_SET_PDEATHSIG). With `ready_url`, the first command (the API) must answer it
     before the others (workers, which claim jobs) start: a restart that cannot serve claims nothing."""
+    with metrics.MultiprocessArea():
+        return _supervise(commands, ready_url)
+
+
+def _supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str]) -> int:
     settings = get_settings()
     start = lambda cmd, env: subprocess.Popen(cmd, env={**os.environ, **env}, preexec_fn=child_dies_with_us())  # noqa: E731
+    metrics.serve(settings.worker_metrics_port)
     children = []
     stopping = False
 
@@ -72,7 +80,11 @@ def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] =
     deliverer = Deliverer(settings)
     try:
         if ready_url is not None:
-            children.append(start(*commands[0]))
+            api_cmd, api_env = commands[0]
+            # the API serves its own /metrics: it stays out of the workers' shared metrics area
+            children.append(subprocess.Popen(api_cmd, env={k: v for k, v in {**os.environ, **api_env}.items()
+                                                           if k != metrics.MULTIPROC_ENV},
+                                             preexec_fn=child_dies_with_us()))
             if not _wait_ready(ready_url, children[0]):
                 log.error("the API did not come up at %s; no worker started", ready_url)
                 return 1

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from sqlalchemy import select, update
 
-from db import broker, jobs, schedules, status as st
+from db import broker, jobs, schedules, status as st, workers
 from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Job, utcnow
@@ -125,7 +125,14 @@ def free_dead_attempts(settings: Settings) -> list[str]:
     return [str(p) for p in dead]
 
 
-SWEEPS: tuple[Callable[[Settings], list], ...] = (reap_lapsed, ring_again, fire_schedules, free_dead_attempts)
+def forget_dead_workers(settings: Settings) -> list:
+    """Registry rows of workers long dead (their heartbeat lapsed many stale periods ago)."""
+    with sessionmaker_for(settings.db_url)() as s:
+        return [workers.forget_dead(s, settings.worker_stale_seconds)]
+
+
+SWEEPS: tuple[Callable[[Settings], list], ...] = (reap_lapsed, ring_again, fire_schedules, free_dead_attempts,
+                                                  forget_dead_workers)
 
 
 def sweep(settings: Settings) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from sqlalchemy import update
 
-from db import jobs, logs, status as st
+from db import jobs, logs, metrics, status as st
 from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Artifact, Job, utcnow
@@ -45,6 +45,11 @@ class Heartbeat(threading.Thread):
         self.stop = threading.Event()
 
     def renew(self) -> bool:
+        result = self._renew()
+        metrics.get().lease_renewals.labels(metrics.worker_name(), result).inc()
+        return result == "renewed"
+
+    def _renew(self) -> str:
         with sessionmaker_for(self.settings.db_url)() as s:
             ok = s.execute(
                 update(Job)
@@ -54,13 +59,13 @@ class Heartbeat(threading.Thread):
             ).rowcount
             s.commit()
             if ok:
-                return True
+                return "renewed"
             job = s.get(Job, self.job_id)
             if job is not None and job.status in st.TERMINAL and job.lease_owner == self.owner:
                 self.finished.set()
-            else:
-                self.lost.set()
-            return False
+                return "finished"
+            self.lost.set()
+            return "lost"
 
     def run(self) -> None:
         while not self.stop.wait(self.settings.lease_seconds / 3):
@@ -68,6 +73,7 @@ class Heartbeat(threading.Thread):
                 if not self.renew():
                     return
             except Exception:  # noqa: BLE001 - a database blip: try again next beat
+                metrics.get().lease_renewals.labels(metrics.worker_name(), "error").inc()
                 log.warning("lease renewal failed for %s", self.job_id, exc_info=True)
 
 
@@ -81,6 +87,7 @@ class Runner:
         self.started = time.monotonic()
         self._last_stage, self._last_write = None, 0.0
         self._outcome_recorded = False
+        self._report, self._error_code = None, None  # for the attempt's metrics
 
     # -- database steps, each in its own short transaction, retried through blips --------------
     def _claim(self) -> Optional[Job]:
@@ -194,6 +201,7 @@ class Runner:
         try:
             with logs.bound(job_id=self.job_id, attempt=job.attempt):
                 out, outcome = self._execute(job)
+            self._observe(job, outcome, time.monotonic() - self.started)
             return outcome
         except LeaseLost:
             log.warning("job %s: lease lost, another attempt owns it", self.job_id)
@@ -201,6 +209,21 @@ class Runner:
         finally:
             if out is not None:
                 shutil.rmtree(out, ignore_errors=True)
+
+    def _observe(self, job: Job, outcome: str, seconds: float) -> None:
+        """The attempt's metrics (db.metrics), from its report when it has one."""
+        m, worker = metrics.get(), metrics.worker_name()
+        m.job_seconds.labels(worker, job.method, outcome).observe(seconds)
+        if outcome == "failed" and self._error_code:
+            m.job_failures.labels(worker, self._error_code).inc()
+        report = self._report or {}
+        for layer in report.get("layers", []):
+            m.layer_seconds.labels(worker, job.method).observe(layer["seconds"])
+        peak = report.get("peak_memory") or {}
+        if peak.get("gpu_bytes") is not None:
+            m.peak_gpu_bytes.labels(worker, job.method).observe(peak["gpu_bytes"])
+        if peak.get("host_bytes") is not None:
+            m.peak_host_bytes.labels(worker, job.method).observe(peak["host_bytes"])
 
     def record_crash(self, attempt: int, reason: str) -> bool:
         """Celery child: the job process died without recording an outcome (killed by the OOM
@@ -219,6 +242,7 @@ class Runner:
             self._finish(st.CANCELLED, error=("cancelled", "cancelled; the job process stopped"))
         else:
             self._finish(st.FAILED, error=("worker-crashed", reason))
+            metrics.get().job_failures.labels(metrics.worker_name(), "worker-crashed").inc()
         return True
 
     def _execute(self, job: Job):
@@ -244,8 +268,8 @@ class Runner:
 
         store = store_for(self.settings)
         try:
-            report = pipeline.run(to_pipeline_job(job.spec, self.settings, self.settings.worker_device), out,
-                                  progress=self._progress, resume_dir=resume)
+            report = self._report = pipeline.run(to_pipeline_job(job.spec, self.settings, self.settings.worker_device),
+                                                 out, progress=self._progress, resume_dir=resume)
             files = store.publish_dir(f"jobs/{job.id}", out)
             self._finish(st.SUCCEEDED, result=_summary(report, len(files)), files=files)
             return out, "succeeded"
@@ -255,11 +279,13 @@ class Runner:
         except LeaseLost:
             raise
         except TopiaryError as exc:
+            self._error_code = exc.code
             self._finish(st.FAILED, error=(exc.code, str(exc)))
             return out, "failed"
         except Exception as exc:  # noqa: BLE001 - any other failure is recorded, never lost
             log.exception("job %s failed", job.id)
             store.delete_prefix(f"jobs/{job.id}")
+            self._error_code = "internal-error"
             self._finish(st.FAILED, error=("internal-error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]))
             return out, "failed"
 

@@ -9,7 +9,7 @@ import threading
 import httpx
 import orjson
 
-from db import egress, webhooks
+from db import egress, metrics, webhooks
 from db.engine import sessionmaker_for
 from db.settings import Settings
 
@@ -38,6 +38,8 @@ class Deliverer(threading.Thread):
             ok, code, error = self.post(client, endpoint.url, delivery, endpoint.secret)
             with maker() as s:
                 outcome = webhooks.finish(s, delivery.id, ok, code, error, self.settings.webhook_retry_seconds)
+            # one attempt: delivered, failed for good, or failed with a retry scheduled
+            metrics.get().webhook_deliveries.labels(outcome if outcome != "pending" else "retry").inc()
             if outcome == "failed":
                 log.warning("webhook %s to %s failed for good: %s", delivery.id, endpoint.url, error or code)
         return len(batch)
