@@ -113,6 +113,16 @@ class Service:
     def start_worker(self):
         self.worker = self._spawn("worker", self.worker_cmd())
 
+    def live_workers(self, n: int = 1, timeout: float = 60) -> list[dict]:
+        """GET /v1/workers (with an admin key) once it lists `n` workers."""
+        admin = self.key_headers(["admin"])
+        deadline = time.monotonic() + timeout
+        while len(rows := self.http.get("/v1/workers", headers=admin).json()["data"]) != n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(rows)} live workers, not {n}\n{self.log_text()}")
+            time.sleep(0.3)
+        return rows
+
     def kill_worker(self):
         os.killpg(self.worker.pid, signal.SIGKILL)  # supervisor, celery parent and the job's child
         self.worker.wait()

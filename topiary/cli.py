@@ -334,11 +334,18 @@ def api(
     """Run the REST API alone (no worker)."""
     import uvicorn
 
+    from db import metrics
+
     _announce(host, port)
     if migrate:
         _migrate()
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning",
-                access_log=False)
+    run = lambda: uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,  # noqa: E731
+                              log_level="warning", access_log=False)
+    if workers > 1:  # /metrics then adds up every server process's samples
+        with metrics.MultiprocessArea():
+            run()
+    else:
+        run()
 
 
 @app.command()
@@ -347,7 +354,8 @@ def worker(
     device: str = typer.Option("auto", help="Without --gpus: cpu, cuda or auto."),
     loglevel: str = typer.Option("WARNING", help="Celery log level."),
 ) -> None:
-    """Run Celery workers (and the lease reaper) for the configured broker and database."""
+    """Run Celery workers (and the lease reaper) for the configured broker and database; their
+    Prometheus metrics are served on TOPIARY_WORKER_METRICS_PORT (9101; 0 turns them off)."""
     from worker.launch import supervise, worker_commands
 
     try:

@@ -195,6 +195,33 @@ async function loadWebhooks() {
   else $("#deliveries-box").hidden = true;
 }
 
+// -- workers (admin keys only) -----------------------------------------------------------------
+function workerRow(w) {
+  const device = w.device === "cuda" ? `${w.gpu_name || "GPU"} (${bytes(w.gpu_memory_bytes || 0)})` : w.device;
+  const stateCell = el("td");
+  if (w.current_job_id) stateCell.append(button(`running ${w.current_job_id}`, () => selectJob(w.current_job_id)));
+  else stateCell.textContent = w.busy ? "busy" : "idle";
+  const tr = row([`${w.name}@${w.host} (pid ${w.pid})`, device, `${bytes(w.host_memory_bytes)}, ${w.cpus} CPUs`, stateCell,
+                  w.version, when(w.heartbeat_at)]);
+  tr.dataset.id = w.id;
+  return tr;
+}
+
+async function loadWorkers() {
+  if (!state.key) return;
+  try {
+    const page = await api("/v1/workers");
+    $("#workers tbody").replaceChildren(...page.data.map(workerRow));
+    $("#no-workers").hidden = page.data.length > 0;
+    $("#workers-admin").hidden = true;
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.problem.status !== 403) return banner(`Could not list workers: ${err.message}`);
+    $("#workers tbody").replaceChildren();
+    $("#no-workers").hidden = true;
+    $("#workers-admin").hidden = false;
+  }
+}
+
 function deliveryRow(hook, d) {
   const status = el("td");
   status.append(el("span", d.status, `status ${d.status}`));
@@ -541,6 +568,7 @@ function useKey(event) {
   loadJobs();
   loadSchedules();
   loadWebhooks();
+  loadWorkers();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -560,8 +588,10 @@ document.addEventListener("DOMContentLoaded", () => {
     loadJobs();
     loadSchedules();
     loadWebhooks();
+    loadWorkers();
   }
   setInterval(() => { if (state.key && !document.hidden) loadJobs(); }, 3000);
   setInterval(() => { if (state.key && !document.hidden) loadSchedules(); }, 30000);
   setInterval(() => { if (state.key && !document.hidden) loadWebhooks(); }, 5000);  // deliveries retry on their own
+  setInterval(() => { if (state.key && !document.hidden) loadWorkers(); }, 5000);
 });

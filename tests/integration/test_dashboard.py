@@ -242,3 +242,16 @@ def test_webhook_deliveries_show_their_answers_and_retry(page, service):
     finally:
         service.http.delete(f"/v1/webhook_endpoints/{hook['id']}")
         receiver.server.shutdown()
+
+
+def test_workers_panel_shows_the_live_worker_to_admins_only(page, service):
+    expect(page.locator("#workers-admin")).to_be_visible()  # a jobs:read/write key cannot list workers
+    expect(page.locator("#workers tbody tr")).to_have_count(0)
+    page.fill("#key", service.key_headers(["admin"])["Authorization"].split(" ", 1)[1])
+    page.click("#key-form button")
+    (worker,) = service.live_workers(1)
+    line = page.locator(f"#workers tbody tr[data-id='{worker['id']}']")
+    expect(line).to_contain_text(f"pid {worker['pid']}")
+    expect(line.locator("td").nth(1)).to_have_text("cpu")
+    expect(line.locator("td").nth(3)).to_have_text("idle")
+    expect(page.locator("#workers-admin")).to_be_hidden()
