@@ -176,6 +176,41 @@ class ApiKeyOut(BaseModel):
     revoked_at: Optional[Timestamp] = None
 
 
+class Needs(BaseModel):
+    host_memory_bytes: int
+    gpu_memory_bytes: Optional[int] = Field(None, description="None when the job runs on the CPU")
+    disk_bytes: int = Field(description="the result plus the resume area while the job runs")
+    expected_seconds: float
+
+
+class SecondsRange(BaseModel):
+    low: float
+    expected: float
+    high: float
+
+
+class WorkerClass(BaseModel):
+    device: str
+    gpu_name: Optional[str] = None
+    gpu_memory_bytes: Optional[int] = None
+    host_memory_bytes: int
+    workers: int = Field(description="live workers of this class")
+    runs_on: Optional[str] = Field(None, description="cpu | cuda: where the job would run there; None: it cannot")
+    fits: bool
+    needs: Optional[Needs] = None
+    seconds: Optional[SecondsRange] = None
+
+
+class JobEstimate(BaseModel):
+    object: Literal["job_estimate"] = "job_estimate"
+    model: str
+    params: int
+    streamed: bool = Field(description="read block by block (a safetensors directory) rather than loaded whole")
+    needs: dict[str, Needs] = Field(description="by device: cpu and cuda")
+    worker_classes: list[WorkerClass] = Field(description="the live workers, grouped by what they run on")
+    admitted: bool = Field(description="whether POST /v1/jobs would accept this job now")
+
+
 class WorkerOut(BaseModel):
     id: str = Field(description="host:pid of the worker process")
     object: Literal["worker"] = "worker"

@@ -67,7 +67,7 @@ def checked_spec(body: JobCreate, prefix: str = "") -> dict[str, Any]:
         raise _invalid(exc, prefix) from None
 
 
-def _model_config(model_source: dict[str, str]) -> Optional[dict]:
+def model_config(model_source: dict[str, str]) -> Optional[dict]:
     """The model's config.json where this process can read it: the bundled model's is in the
     spec; a registered directory's is on disk (when the API shares the workers' filesystem)."""
     if model_source["kind"] == "bundled":
@@ -86,7 +86,7 @@ def check_layers(spec: dict[str, Any], model_source: dict[str, str], prefix: str
     checked by the worker, by the same code, when it opens the model."""
     job = JobSpec.from_dict({k: v for k, v in spec.items() if k != "model_source"})
     try:
-        layout.check(_model_config(model_source), job.spec)
+        layout.check(model_config(model_source), job.spec)
     except SpecError as exc:
         raise _invalid(exc, prefix) from None
 
@@ -129,7 +129,10 @@ def create_job(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
     """Returns (status code, body, replayed). The job row and its Idempotency-Key row commit in
     one transaction: a request that dies midway (the database restarting) leaves neither, and a
     concurrent twin waits on the key's row, then replays the winner's response."""
+    from .admission import admit
+
     spec = normalized_spec(s, settings, tenant_id, body)
+    admit(s, settings, spec)
     fingerprint = _fingerprint(spec, body.metadata)
     try:
         job = jobs.create_job(s, tenant_id, spec, body.metadata)

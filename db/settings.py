@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9101  # `topiary worker` serves Prometheus metrics here (0: off)
     worker_heartbeat_seconds: float = 10.0  # how often a worker refreshes its row in the registry
     worker_stale_seconds: float = 30.0  # a worker silent this long is not listed as live
+    admit_unfit_jobs: bool = False  # queue jobs that no live worker can hold (for workers that come later)
     # delays before the 2nd, 3rd, ... webhook attempt (Svix-like, about a day); then it has failed
     webhook_retry_seconds: list[float] = Field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
     webhook_timeout_seconds: float = 15.0  # a 2xx within this counts as delivered

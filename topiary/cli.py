@@ -152,7 +152,9 @@ def prune(
     dense_eval: bool = typer.Option(True, "--dense-eval/--no-dense-eval", help="Also evaluate the dense model."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", help="Storage dtype: auto (the checkpoint's own), float32, bfloat16, float16."),
-    out: Path = typer.Option(..., help="Output directory (must not exist or be empty)."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (must not exist or be empty)."),
+    estimate: bool = typer.Option(False, "--estimate", help="Print what the job would need (memory, disk, time) "
+                                  "on this machine, from the model's config.json alone, and exit."),
     data_dir: Optional[Path] = typer.Option(None, help="Data directory (default: $TOPIARY_DATA_DIR or ../shared/data)."),
     allow_download: bool = typer.Option(False, help="Fetch missing datasets from the Hugging Face hub."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -177,6 +179,12 @@ def prune(
         job = JobSpec.from_dict(body, text_options=True)
     except TopiaryError as exc:
         fail(str(exc))
+    if estimate:
+        from topiary.estimate import show
+
+        raise typer.Exit(show(job))
+    if out is None:
+        fail("missing option --out (the output directory)")
 
     from pruning_core import pipeline
 

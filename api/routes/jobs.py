@@ -16,7 +16,7 @@ from pruning_core.spec import DECLARED
 from .. import service, wire
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
-from ..schemas import JobCreate, JobOut, Page
+from ..schemas import JobCreate, JobEstimate, JobOut, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -35,6 +35,17 @@ def create_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(setti
     code, payload, replayed = service.create_job(s, cfg, p.tenant_id, body, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return wire.JSON(payload, status_code=code, headers=headers)
+
+
+@router.post("/estimate", response_model=JobEstimate)
+def estimate_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(settings),
+                 p: Principal = Depends(require("jobs:read"))):
+    """What the job would need (host and GPU memory, disk, a duration range) on each class of
+    live worker, from the model's config.json alone, and whether POST /v1/jobs would admit it.
+    Nothing is queued."""
+    from ..admission import estimate
+
+    return wire.JSON(estimate(s, cfg, service.normalized_spec(s, cfg, p.tenant_id, body)))
 
 
 @router.get("", response_model=Page)

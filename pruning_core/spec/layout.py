@@ -17,7 +17,8 @@ _LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", 
 # what the bundled model's config says (tests/unit/test_spec_registry.py compares it to the real one)
 BUNDLED_CONFIGS = {
     "smollm2-135m": {"model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576, "intermediate_size": 1536,
-                     "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64},
+                     "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
+                     "tie_word_embeddings": True, "dtype": "float32"},
 }
 
 
@@ -26,7 +27,7 @@ def is_ignored(name: str, full: str, ignore: tuple[str, ...]) -> bool:
     return any(pat in name or pat in full for pat in ignore)
 
 
-def _block_linears(config: Mapping[str, Any]) -> Optional[tuple[str, list[tuple[str, int, int]]]]:
+def block_linears(config: Mapping[str, Any]) -> Optional[tuple[str, list[tuple[str, int, int]]]]:
     """(block path, [(name in block, rows, cols)]) or None for an unknown family."""
     kind = config.get("model_type")
     hidden = config.get("hidden_size")
@@ -51,7 +52,7 @@ def _block_linears(config: Mapping[str, Any]) -> Optional[tuple[str, list[tuple[
 def layer_slots(config: Mapping[str, Any], ignore: tuple[str, ...]) -> Optional[list[LayerSlot]]:
     """Every pruned layer of a model with this config, or None when the family is not known here."""
     try:
-        found = _block_linears(config)
+        found = block_linears(config)
     except (KeyError, TypeError, ZeroDivisionError):
         return None
     if found is None:

@@ -1,0 +1,165 @@
+"""What a job will need, from the model's config.json and the job spec alone (no weights read,
+torch-free: the API answers POST /v1/jobs/estimate and admits jobs with it; `topiary prune
+--estimate` prints it).
+
+The cost model follows what the pipeline holds at its peak (pruning_core.pipeline, streamed
+path): the process itself (Python, torch, transformers, the tokenizer), the parts outside the
+blocks (embeddings, head) resident in the stored dtype, one block materialized in float32 twice
+(being pruned, being written), the calibration activations entering and leaving the block, the
+per-input statistics of the methods that use a Hessian, and the solver's working set on the
+largest layer, a per-method multiple of that layer's W and H. A model that cannot stream (a hub
+id without a local copy, a GGUF file) is held whole. On CUDA the block, activations, statistics
+and solver live on the GPU and the host keeps the rest.
+
+Duration: seconds = forward FLOPs / a device's forward rate + the method's solver work (Σ over
+layers of rows·cols², the shape term that dominates the OBS sweep and ALPS's updates) / its
+method rate, + evaluation forwards + a fixed start-up. Rates are calibrated per device class on
+measured runs (bench/estimate.py); the range reported is [low, high] × the point estimate, the
+spread those runs showed between repeated measurements and across shapes. The README states the
+model's measured error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Optional
+
+from .job import JobSpec
+from .layout import block_linears
+
+GIB = 1 << 30
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# the process before any weight: Python, torch, transformers, tokenizer, calibration text
+PROCESS_BYTES = int(0.75 * GIB)
+CUDA_CONTEXT_BYTES = 1 * GIB  # not in torch's allocator counts, but taken from the GPU's memory
+# the solver's working set on one layer: multiples of (rows·cols·4, cols²·4) beyond W and H
+SOLVER = {"magnitude": (1, 0), "wanda": (2, 0), "sparsegpt": (3, 3), "alps": (8, 4), "pgz": (6, 3)}
+HESSIAN_METHODS = {"sparsegpt", "alps", "pgz"}
+# seconds per unit, by device class: forward FLOPs, and each method's rows·cols² solver work
+RATES = {
+    "cpu": {"forward": 1 / 2.0e10, "magnitude": 1e-13, "wanda": 1e-13, "sparsegpt": 2.0e-11, "alps": 1.2e-10,
+            "pgz": 2.0e-10},
+    # from bench/results/gpu_model_llama7b.json (H100, 2 LLaMA-7B blocks, 128x2048 tokens): each
+    # method's layer seconds over its rows·cols² work, the rest of the run over its forward FLOPs
+    "cuda": {"forward": 1 / 2.5e13, "magnitude": 1e-13, "wanda": 4.2e-13, "sparsegpt": 3.8e-12, "alps": 6.2e-12,
+             "pgz": 1.35e-11},
+}
+START_SECONDS = {"cpu": 10.0, "cuda": 20.0}  # imports, tokenizer, calibration text, CUDA init
+SPREAD = {"cpu": (0.5, 2.0), "cuda": (0.33, 3.0)}  # the range around the point estimate
+ZERO_SHOT_TOKENS = 4 * 128  # per item: choices × a typical context + continuation
+DATASET_TOKENS = 300_000  # a whole perplexity test split (WikiText-2 test is about this size)
+TASK_ITEMS = 2000  # a whole zero-shot task, on average
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The model's sizes that drive memory and time."""
+
+    blocks: int
+    hidden: int
+    vocab: int
+    block_params: int
+    outside_params: int  # embeddings + head (once when tied)
+    stored_bytes: int  # per parameter, the dtype the job keeps
+    layers: tuple[tuple[int, int], ...]  # (rows, cols) of one block's pruned linears
+    inputs: tuple[int, ...]  # cols of each distinct input a block's layers share (one H each)
+
+    @property
+    def params(self) -> int:
+        return self.blocks * self.block_params + self.outside_params
+
+
+@dataclass(frozen=True)
+class Needs:
+    host_bytes: int
+    gpu_bytes: Optional[int]  # None for a CPU job
+    disk_bytes: int
+    seconds: float  # the point estimate; the range depends on the worker class
+    device: str  # cpu | cuda: where the job's work runs
+    params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shape(config: Mapping[str, Any], dtype: str = "auto") -> Optional[Shape]:
+    """The shape of a known model family, or None (the estimate then cannot be made)."""
+    found = block_linears(config)
+    if found is None:
+        return None
+    _, linears = found
+    hidden, vocab = int(config["hidden_size"]), int(config.get("vocab_size") or 32000)
+    stored = dtype if dtype != "auto" else str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    layers = tuple((rows, cols) for _, rows, cols in linears)
+    # one H per distinct input: k/v read q's input, up reads gate's
+    inputs = tuple(cols for name, _, cols in linears if name.rsplit(".", 1)[-1] not in ("k_proj", "v_proj", "up_proj"))
+    tied = config.get("tie_word_embeddings", True)
+    return Shape(blocks=int(config["num_hidden_layers"]), hidden=hidden, vocab=vocab,
+                 block_params=sum(r * c for r, c in layers), outside_params=vocab * hidden * (1 if tied else 2),
+                 stored_bytes=DTYPE_BYTES.get(stored, 4), layers=layers, inputs=inputs)
+
+
+def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: bool = True) -> Optional[Needs]:
+    """What `job` needs on a `device` ("cpu" or "cuda") worker; None for an unknown family."""
+    sh = shape(config, job.dtype)
+    if sh is None:
+        return None
+    spec, cal = job.spec, job.spec.calibration
+    tokens = cal.nsamples * cal.seqlen if spec.reads_data else 0
+    largest = max(sh.layers, key=lambda rc: rc[0] * rc[1])
+    k_w, k_h = SOLVER.get(spec.method, (4, 4))
+    stats = sum(c * c * 4 for c in sh.inputs) if spec.method in HESSIAN_METHODS else 0
+    work = (2 * sh.block_params * 4  # the block in float32, being pruned and being written
+            + 2 * tokens * sh.hidden * 4  # activations entering and leaving it
+            + stats + k_w * largest[0] * largest[1] * 4 + k_h * largest[1] ** 2 * 4)
+    eval_seqlen = job.evaluation.seqlen or cal.seqlen
+    evaluation = 2 * eval_seqlen * sh.vocab * 4  # one window's logits and their log-softmax
+    resident = sh.outside_params * sh.stored_bytes
+    if not streamed:
+        resident += sh.blocks * sh.block_params * sh.stored_bytes
+    if device == "cuda":
+        host = PROCESS_BYTES + resident + 2 * sh.block_params * sh.stored_bytes  # staging to and from the GPU
+        gpu = work + evaluation
+    else:
+        host, gpu = PROCESS_BYTES + resident + work + evaluation, None
+    return Needs(host_bytes=int(host), gpu_bytes=None if gpu is None else int(gpu),
+                 disk_bytes=int(disk(sh, job)), seconds=seconds(sh, job, device, tokens), device=device,
+                 params=sh.params)
+
+
+def disk(sh: Shape, job: JobSpec) -> int:
+    """The published result (model, masks), plus the resume area's copy of the pruned blocks
+    while the job runs."""
+    pruned = sh.blocks * sh.block_params
+    quant = job.spec.quant
+    if quant is not None and quant.format == "packed":
+        model = sh.outside_params * sh.stored_bytes + pruned * (quant.bits / 8 + 4 / (quant.group_size or 4096))
+    else:
+        model = sh.params * sh.stored_bytes
+    masks = pruned  # one byte per pruned weight
+    return int(model + masks + pruned * sh.stored_bytes)
+
+
+def seconds(sh: Shape, job: JobSpec, device: str, tokens: int) -> float:
+    rates = RATES["cuda" if device == "cuda" else "cpu"]
+    # two forwards of every block (statistics, then the pruned outputs), 2 FLOPs per weight per token
+    forward = 2 * 2 * sh.blocks * sh.block_params * tokens
+    solve = sh.blocks * sum(r * c * c for r, c in sh.layers)
+    ev = job.evaluation
+    eval_tokens = len(ev.datasets) * (ev.limit * (ev.seqlen or job.spec.calibration.seqlen) if ev.limit else DATASET_TOKENS)
+    eval_tokens += len(ev.tasks) * (ev.task_limit or TASK_ITEMS) * ZERO_SHOT_TOKENS
+    evaluation = 2 * sh.params * eval_tokens * (2 if ev.dense else 1)
+    return (START_SECONDS["cuda" if device == "cuda" else "cpu"] + (forward + evaluation) * rates["forward"]
+            + solve * rates.get(job.spec.method, rates["alps"]))
+
+
+def seconds_range(needs: Needs) -> tuple[float, float]:
+    low, high = SPREAD[needs.device]
+    return needs.seconds * low, needs.seconds * high
+
+
+def fits(needs: Needs, host_memory: int, gpu_memory: Optional[int]) -> bool:
+    """Whether a worker with these memories can run the job (the GPU also holds the CUDA context)."""
+    if needs.host_bytes > host_memory:
+        return False
+    return needs.gpu_bytes is None or (gpu_memory is not None and needs.gpu_bytes + CUDA_CONTEXT_BYTES <= gpu_memory)
