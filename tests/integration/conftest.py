@@ -86,3 +86,24 @@ def model_root(tmp_path_factory, smol_dir):
         LlamaForCausalLM(cfg).save_pretrained(root / name)
         tok.save_pretrained(root / name)
     return root
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh migrated PostgreSQL database per test module (for the service as deployed)."""
+    with postgres_database() as url:
+        alembic(url, "upgrade", "head")
+        yield url
+
+
+@pytest.fixture
+def service(tmp_path, pg_url, model_root):
+    """The real service (uvicorn + `topiary worker` on demand) over the module's database and the
+    shared Redis, with the tiny and the deeper model registered."""
+    from service_fixtures import Service
+
+    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root)
+    svc.register("tiny", path=str(model_root / "tiny"))
+    svc.register("deeper", path=str(model_root / "deeper"))
+    yield svc
+    svc.close()

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from service_fixtures import ROOT, free_port
+from service_fixtures import free_port
 
 BODY = {"model": "tiny", "method": "magnitude", "sparsity": 0.5, "device": "cpu",
         "calibration": {"source": "c4", "nsamples": 2, "seqlen": 16, "seed": 0}, "evaluation": {"datasets": []}}

@@ -9,25 +9,8 @@ import signal
 import time
 
 import httpx
-import pytest
 
-from service_fixtures import BODY, SLOW, Receiver, Service, alembic, postgres_database
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    with postgres_database() as url:
-        alembic(url, "upgrade", "head")
-        yield url
-
-
-@pytest.fixture
-def service(tmp_path, pg_url, model_root):
-    svc = Service(tmp_path, pg_url, "redis://127.0.0.1:6379/14", model_root)
-    svc.register("tiny", path=str(model_root / "tiny"))
-    svc.register("deeper", path=str(model_root / "deeper"))
-    yield svc
-    svc.close()
+from service_fixtures import BODY, SLOW, Receiver, Service
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
