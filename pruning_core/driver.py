@@ -53,12 +53,16 @@ class Progress:
     layer: Optional[LayerReport] = None
     elapsed: float = 0.0
     blocks: Optional[tuple[int, int]] = None  # "resuming": (blocks already done, blocks in all)
+    # the pace: layers pruned by this run and the seconds since its layer loop began. Calibration,
+    # OWL's measuring pass and a resumed run's replayed blocks are not layer time.
+    pace: Optional[tuple[int, float]] = None
 
     @property
     def eta_seconds(self) -> Optional[float]:
-        if not self.layers_done or self.stage != "pruning":
+        if self.stage != "pruning" or not self.pace or not self.pace[0]:
             return None
-        return self.elapsed / self.layers_done * (self.layers_total - self.layers_done)
+        layers, seconds = self.pace
+        return seconds / layers * (self.layers_total - self.layers_done)
 
 
 @dataclass
@@ -264,11 +268,15 @@ def prune_blocks(
             finally:
                 source.close(index)
 
+    resumed, t_layers = len(reports), time.perf_counter()
+
     def on_layer(report: LayerReport, bits: np.ndarray) -> None:
         reports.append(report)
         packed[report.name] = (bits, report.shape)
         log.info("%s sparsity=%.4f rel_error=%s %.2fs", report.name, report.sparsity, report.rel_error, report.seconds)
-        notify(Progress("pruning", len(reports), total, report, time.perf_counter() - t_start))
+        now = time.perf_counter()
+        notify(Progress("pruning", len(reports), total, report, now - t_start,
+                        pace=(len(reports) - resumed, now - t_layers)))
 
     for index in range(start, len(blocks)):
         prefix = f"{block_path}.{index}"

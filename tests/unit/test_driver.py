@@ -140,3 +140,13 @@ def test_cuda_matches_cpu():
     assert next(gpu_model.parameters()).device.type == "cpu"  # blocks go back home
     for (n, a), (_, b) in zip(linear_weights(cpu_model).items(), linear_weights(gpu_model).items()):
         assert torch.equal(a == 0, b == 0) or (a == 0).ne(b == 0).float().mean() < 1e-3, n
+
+
+def test_the_eta_counts_layer_time_only():
+    """Calibration before the first layer must not read as layer time: at layer 1 of 100 after
+    300 s of calibration and a 2 s layer, 198 s are left, not 29700."""
+    from pruning_core.driver import Progress
+
+    p = Progress("pruning", 1, 100, elapsed=302.0, pace=(1, 2.0))
+    assert p.eta_seconds == pytest.approx(198.0)
+    assert Progress("calibrating", 0, 100, elapsed=300.0).eta_seconds is None

@@ -172,6 +172,10 @@ def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_p
     assert [p.blocks for p in resumed] == [(2, 4)]
     pruned_layers = [p.layer.name for p in again if p.stage == "pruning" and p.layer is not None]
     assert pruned_layers and all(".layers.2." in n or ".layers.3." in n for n in pruned_layers)  # 0, 1 not redone
+    # the ETA's pace counts this run's layers only: the resumed blocks took no layer time here
+    first = next(p for p in again if p.stage == "pruning")
+    assert first.layers_done == 2 * per_block + 1 and first.pace[0] == 1
+    assert first.eta_seconds == pytest.approx(first.pace[1] * (4 * per_block - first.layers_done))
     assert not any(p.stage == "evaluating-dense" for p in again)  # the dense evaluation was kept too
     assert report["perplexity"] == straight["perplexity"]
 
