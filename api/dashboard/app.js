@@ -36,6 +36,18 @@ function when(iso) {
   return new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
 }
 
+// "48 s", "15 min", "23 min 48 s", "2 h 05 min": seconds as a person reads them
+function duration(seconds, rough = false) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  if (s < 3600) {
+    const m = Math.floor(s / 60);
+    return rough || s % 60 === 0 ? `${Math.round(s / 60)} min` : `${m} min ${s % 60} s`;
+  }
+  const h = Math.floor(s / 3600);
+  return `${h} h ${String(Math.round((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB"];
   let i = 0;
@@ -270,7 +282,7 @@ function renderSummary(job) {
   ];
   if (job.result) {
     items.push(["zeros", `${num(job.result.sparsity_achieved * 100, 2)}%`]);
-    items.push(["seconds", num(job.result.seconds_total, 1)]);
+    items.push(["took", duration(job.result.seconds_total)]);
   }
   for (const [k, v] of items) dl.append(el("dt", k), el("dd", v));
   const p = job.progress || {};
@@ -278,7 +290,7 @@ function renderSummary(job) {
   $("#progress-bar").value = done ? 100 : p.percent || 0;
   const parts = [p.stage || job.status];
   if (p.layers_total) parts.push(`layer ${p.layers_done} of ${p.layers_total}`);
-  if (p.eta_seconds !== undefined && p.eta_seconds !== null && !TERMINAL.has(job.status)) parts.push(`about ${Math.round(p.eta_seconds)} s left`);
+  if (p.eta_seconds !== undefined && p.eta_seconds !== null && !TERMINAL.has(job.status)) parts.push(`about ${duration(p.eta_seconds, true)} left`);
   $("#progress-text").textContent = parts.join(" · ");
   const error = $("#error-box");
   error.hidden = !job.error;
@@ -306,6 +318,7 @@ async function renderReport(job) {
   }
   const zeroShot = $("#zeroshot tbody");
   zeroShot.replaceChildren();
+  $("#zeroshot-box").hidden = Object.keys(report.zero_shot || {}).length === 0;  // no tasks ran: no empty table
   for (const [name, r] of Object.entries(report.zero_shot || {})) {
     const metric = "acc_norm" in r.pruned ? "acc_norm" : "acc";  // the harness's headline metric per task
     const dense = r.dense ? r.dense[metric] : null;
@@ -427,6 +440,7 @@ async function selectJob(jobId) {
 // -- actions ----------------------------------------------------------------------------------
 async function act(method, suffix) {
   const id = state.selected;
+  if (method === "DELETE" && !window.confirm(`Delete ${id} with its checkpoint, masks and report? This cannot be undone.`)) return;
   try {
     await api(`/v1/jobs/${id}${suffix}`, { method });
     if (method === "DELETE") {
@@ -562,6 +576,7 @@ async function submitJob(event) {
 function useKey(event) {
   event.preventDefault();
   state.key = $("#key").value.trim();
+  $("#key-hint").hidden = Boolean(state.key);
   localStorage.setItem("topiary.key", state.key);
   $("#whoami").textContent = state.key ? `key ${state.key.split("_").slice(0, 2).join("_")}…` : "";
   state.after = null;
@@ -573,6 +588,7 @@ function useKey(event) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#key").value = state.key;
+  $("#key-hint").hidden = Boolean(state.key);
   $("#key-form").addEventListener("submit", useKey);
   $("#status-filter").addEventListener("change", () => loadJobs());
   $("#more").addEventListener("click", () => loadJobs(true));

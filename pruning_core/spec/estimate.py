@@ -4,12 +4,13 @@ torch-free: the API answers POST /v1/jobs/estimate and admits jobs with it; `top
 
 The cost model follows what the pipeline holds at its peak (pruning_core.pipeline, streamed
 path): the process itself (Python, torch, transformers, the tokenizer), the parts outside the
-blocks (embeddings, head) resident in the stored dtype, one block materialized in float32 twice
-(being pruned, being written), the calibration activations entering and leaving the block, the
-per-input statistics of the methods that use a Hessian, and the solver's working set on the
-largest layer, a per-method multiple of that layer's W and H. A model that cannot stream (a hub
-id without a local copy, a GGUF file) is held whole. On CUDA the block, activations, statistics
-and solver live on the GPU and the host keeps the rest.
+blocks (embeddings, head) resident in the stored dtype, then the larger of two phases: pruning
+(one block as stored, the calibration activations entering and leaving it, the per-input
+statistics of the methods that use a Hessian, and the solver's working set on the largest layer,
+a per-method multiple of that layer's W and H in float32) or evaluation (a batch of perplexity
+windows' logits with their temporaries). A model that cannot stream (a GGUF file) is held whole.
+On CUDA the block, activations, statistics, solver and logits live on the GPU; the host keeps the
+rest.
 
 Duration: seconds = forward FLOPs / a device's forward rate + the method's solver work (Σ over
 layers of rows·cols², the shape term that dominates the OBS sweep and ALPS's updates) / its
@@ -30,21 +31,25 @@ from .layout import block_linears
 GIB = 1 << 30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # the process before any weight: Python, torch, transformers, tokenizer, calibration text
-PROCESS_BYTES = int(0.75 * GIB)
+PROCESS_BYTES = int(0.6 * GIB)
+EVAL_BATCH = 4  # perplexity windows per forward (pruning_core.evaluate.perplexity)
+EVAL_COPIES = 3  # logits, log-softmax, loss temporaries
 CUDA_CONTEXT_BYTES = 1 * GIB  # not in torch's allocator counts, but taken from the GPU's memory
 # the solver's working set on one layer: multiples of (rows·cols·4, cols²·4) beyond W and H
 SOLVER = {"magnitude": (1, 0), "wanda": (2, 0), "sparsegpt": (3, 3), "alps": (8, 4), "pgz": (6, 3)}
 HESSIAN_METHODS = {"sparsegpt", "alps", "pgz"}
 # seconds per unit, by device class: forward FLOPs, and each method's rows·cols² solver work
+# (its statistics included). CPU: fitted on bench/results/estimate_calibration.json (2 cores);
+# PGZ was not run there and is set at twice ALPS, its ratio on the H100.
 RATES = {
-    "cpu": {"forward": 1 / 2.0e10, "magnitude": 1e-13, "wanda": 1e-13, "sparsegpt": 2.0e-11, "alps": 1.2e-10,
-            "pgz": 2.0e-10},
+    "cpu": {"forward": 1 / 1.2e11, "magnitude": 1e-12, "wanda": 1e-12, "sparsegpt": 2.0e-10, "alps": 3.5e-9,
+            "pgz": 7.0e-9},
     # from bench/results/gpu_model_llama7b.json (H100, 2 LLaMA-7B blocks, 128x2048 tokens): each
     # method's layer seconds over its rows·cols² work, the rest of the run over its forward FLOPs
     "cuda": {"forward": 1 / 2.5e13, "magnitude": 1e-13, "wanda": 4.2e-13, "sparsegpt": 3.8e-12, "alps": 6.2e-12,
              "pgz": 1.35e-11},
 }
-START_SECONDS = {"cpu": 10.0, "cuda": 20.0}  # imports, tokenizer, calibration text, CUDA init
+START_SECONDS = {"cpu": 8.0, "cuda": 20.0}  # imports, tokenizer, calibration text, CUDA init
 SPREAD = {"cpu": (0.5, 2.0), "cuda": (0.33, 3.0)}  # the range around the point estimate
 ZERO_SHOT_TOKENS = 4 * 128  # per item: choices × a typical context + continuation
 DATASET_TOKENS = 300_000  # a whole perplexity test split (WikiText-2 test is about this size)
@@ -109,19 +114,22 @@ def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: boo
     largest = max(sh.layers, key=lambda rc: rc[0] * rc[1])
     k_w, k_h = SOLVER.get(spec.method, (4, 4))
     stats = sum(c * c * 4 for c in sh.inputs) if spec.method in HESSIAN_METHODS else 0
-    work = (2 * sh.block_params * 4  # the block in float32, being pruned and being written
+    work = (sh.block_params * sh.stored_bytes  # the block being pruned, as stored
             + 2 * tokens * sh.hidden * 4  # activations entering and leaving it
             + stats + k_w * largest[0] * largest[1] * 4 + k_h * largest[1] ** 2 * 4)
-    eval_seqlen = job.evaluation.seqlen or cal.seqlen
-    evaluation = 2 * eval_seqlen * sh.vocab * 4  # one window's logits and their log-softmax
+    ev = job.evaluation
+    windows = min(ev.limit or EVAL_BATCH, EVAL_BATCH) if ev.datasets else 0
+    # a batch of perplexity windows' float32 logits, with the log-softmax and loss temporaries
+    evaluation = EVAL_COPIES * windows * (ev.seqlen or cal.seqlen) * sh.vocab * 4
     resident = sh.outside_params * sh.stored_bytes
     if not streamed:
         resident += sh.blocks * sh.block_params * sh.stored_bytes
+    # pruning and evaluation come one after the other: the larger of the two sets the peak
     if device == "cuda":
         host = PROCESS_BYTES + resident + 2 * sh.block_params * sh.stored_bytes  # staging to and from the GPU
-        gpu = work + evaluation
+        gpu = max(work, evaluation)
     else:
-        host, gpu = PROCESS_BYTES + resident + work + evaluation, None
+        host, gpu = PROCESS_BYTES + resident + max(work, evaluation), None
     return Needs(host_bytes=int(host), gpu_bytes=None if gpu is None else int(gpu),
                  disk_bytes=int(disk(sh, job)), seconds=seconds(sh, job, device, tokens), device=device,
                  params=sh.params)

@@ -130,6 +130,21 @@ def test_a_profile_from_the_form_shows_each_layers_target(page, service):
         assert float(cells[2]) == pytest.approx(layer["target"], abs=1e-4)
         assert float(cells[3]) == pytest.approx(layer["sparsity"], abs=1e-4)
     assert next(r for r in rows if r[1] == "model.layers.1.mlp.up_proj")[3] == "0.0000"
+    expect(page.locator("#zeroshot-box")).to_be_hidden()  # no task ran: no empty zero-shot table
+    took = job["result"]["seconds_total"]
+    expect(page.locator("#summary")).to_contain_text(f"took{round(took)} s" if took < 89.5 else "min")
+
+
+def test_a_page_without_a_key_says_how_to_get_one(browser, service):
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(f"{service.http.base_url}/dashboard/")
+    expect(pg.locator("#key-hint")).to_be_visible()
+    expect(pg.locator("#key-hint")).to_contain_text("topiary keys create")
+    pg.fill("#key", service.http.headers["Authorization"].split(" ", 1)[1])
+    pg.click("#key-form button")
+    expect(pg.locator("#key-hint")).to_be_hidden()
+    context.close()
 
 
 def test_bad_profile_is_shown_next_to_the_form(page):
@@ -152,6 +167,13 @@ def test_live_layers_then_cancel(page, service):
     expect(page.locator("#summary")).to_contain_text("cancelled", timeout=60_000)
     assert service.job(job_id)["status"] == "cancelled"
     assert page.is_visible("#delete") and not page.is_visible("#cancel")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # deleting asks first; "no" keeps the job
+    page.click("#delete")
+    assert service.http.get(f"/v1/jobs/{job_id}").status_code == 200 and page.is_visible("#detail")
+    page.once("dialog", lambda dialog: (dialog.message.startswith(f"Delete {job_id}") and dialog.accept()))
+    page.click("#delete")
+    expect(page.locator("#detail")).to_be_hidden()
+    assert service.http.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
 def test_bad_input_is_shown_next_to_the_form(page):
