@@ -307,14 +307,18 @@ def service() -> str:
     return "\n\n".join(parts)
 
 
-def owl(name: str = "quality_owl.json") -> str:
-    """Sparsity profiles in one run: ALPS uniform vs ALPS+OWL, and our SparseGPT/Wanda+OWL against
-    llm-compressor's own OWL allocation on the same calibration tensors."""
-    run = load(name)
-    if not run:
+OWL_RUNS = ("quality_owl.json", "quality_owl_6080.json")  # the 70% rows, then the 60% and 80% ones
+
+
+def owl(names: tuple[str, ...] = OWL_RUNS) -> str:
+    """Sparsity profiles: ALPS uniform vs ALPS+OWL, and our SparseGPT/Wanda+OWL against
+    llm-compressor's own OWL allocation on the same calibration tensors. Each setting's rows come
+    from one run (one process), so every ratio compares numbers measured side by side."""
+    runs = [r for r in (load(n) for n in names) if r]
+    if not runs:
         return ""
-    rows = {(r["setting"], r["impl"], r["method"]): r for r in run["rows"]}
-    settings = sorted({r["setting"] for r in run["rows"] if r["setting"] != "dense"})
+    rows = {(r["setting"], r["impl"], r["method"]): r for run in runs for r in run["rows"]}
+    settings = sorted({r["setting"] for run in runs for r in run["rows"] if r["setting"] != "dense"})
     alps = []
     for setting in settings:
         uniform, profiled = rows.get((setting, "topiary", "alps")), rows.get((setting, "topiary", "alps+owl"))
