@@ -28,6 +28,14 @@ def _streamed(model_source: dict[str, str]) -> bool:
     return Path(model_source["source"]).suffix != ".gguf"
 
 
+def _job_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """The normalized spec as the job spec reads it: without where the API found the model and an
+    uploaded dataset (model_source, calibration.location), which only the worker uses."""
+    fields = {k: v for k, v in spec.items() if k != "model_source"}
+    fields["calibration"] = {k: v for k, v in fields.get("calibration", {}).items() if k != "location"}
+    return fields
+
+
 def _device(job: JobSpec, worker_device: str) -> str | None:
     """Where `job` runs on a worker of `worker_device`; None when it cannot run there."""
     wanted = job.device.split(":")[0]
@@ -55,7 +63,7 @@ def classes(s: Session, settings: Settings) -> list[dict[str, Any]]:
 def estimate(s: Session, settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
     """The estimate of a normalized job spec (api.service.normalized_spec)."""
     config = model_config(spec["model_source"])
-    job = JobSpec.from_dict({k: v for k, v in spec.items() if k != "model_source"})
+    job = JobSpec.from_dict(_job_fields(spec))
     streamed = _streamed(spec["model_source"])
     by_device = {d: cost.estimate(config, job, d, streamed) for d in ("cpu", "cuda")} if config else {}
     if not by_device or by_device["cpu"] is None:

@@ -121,11 +121,23 @@ def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, d
 def peak_memory(device: torch.device) -> dict:
     """This process's peak resident memory so far and the device's peak allocation (None off
     CUDA): what a job needed, for the worker's metrics and for calibrating estimates."""
+    gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"host_bytes": host_peak_bytes(), "gpu_bytes": gpu}
+
+
+def host_peak_bytes() -> int:
+    """The resident high-water mark of this process's own memory (VmHWM). Not getrusage's
+    ru_maxrss: Linux carries that across fork and exec, so a job process started by a large
+    parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     import resource
 
-    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    gpu = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"host_bytes": host, "gpu_bytes": gpu}
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # elsewhere: the best there is
 
 
 def open_model(job: JobSpec):
