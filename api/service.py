@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Optional
 
 from sqlalchemy import or_, select
@@ -70,14 +69,7 @@ def checked_spec(body: JobCreate, prefix: str = "") -> dict[str, Any]:
 def model_config(model_source: dict[str, str]) -> Optional[dict]:
     """The model's config.json where this process can read it: the bundled model's is in the
     spec; a registered directory's is on disk (when the API shares the workers' filesystem)."""
-    if model_source["kind"] == "bundled":
-        return layout.BUNDLED_CONFIGS.get(model_source["source"])
-    if model_source["kind"] == "local":
-        try:
-            return json.loads((Path(model_source["source"]) / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-    return None
+    return layout.read_config(model_source["source"]) if model_source["kind"] in ("bundled", "local") else None
 
 
 def check_layers(spec: dict[str, Any], model_source: dict[str, str], prefix: str = "") -> None:

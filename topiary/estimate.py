@@ -3,9 +3,7 @@ config.json alone (pruning_core.spec.estimate, the cost model the API admits job
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import typer
 
@@ -13,17 +11,6 @@ from pruning_core.spec import JobSpec, layout
 from pruning_core.spec import estimate as cost
 
 GIB = 1 << 30
-
-
-def config_of(model: str) -> dict | None:
-    """The config.json of a bundled model or a model directory; None for anything else."""
-    if model in layout.BUNDLED_CONFIGS:
-        return layout.BUNDLED_CONFIGS[model]
-    path = Path(model) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def duration(seconds: float) -> str:
@@ -38,7 +25,7 @@ def show(job: JobSpec) -> int:
     """Print the estimate; 0 when this machine fits the job, 1 when it does not, 2 when it cannot be made."""
     from worker.registry import gpu
 
-    config = config_of(job.model)
+    config = layout.read_config(job.model)
     streamed = not job.model.endswith(".gguf")
     gpu_name, gpu_bytes = gpu()
     device = job.device.split(":")[0]

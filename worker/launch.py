@@ -66,7 +66,10 @@ def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] =
 
 def _supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str]) -> int:
     settings = get_settings()
-    start = lambda cmd, env: subprocess.Popen(cmd, env={**os.environ, **env}, preexec_fn=child_dies_with_us())  # noqa: E731
+    def start(cmd: list[str], env: dict, drop: tuple[str, ...] = ()) -> subprocess.Popen:
+        merged = {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
+        return subprocess.Popen(cmd, env=merged, preexec_fn=child_dies_with_us())
+
     metrics.serve(settings.worker_metrics_port)
     children = []
     stopping = False
@@ -80,11 +83,8 @@ def _supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str])
     deliverer = Deliverer(settings)
     try:
         if ready_url is not None:
-            api_cmd, api_env = commands[0]
             # the API serves its own /metrics: it stays out of the workers' shared metrics area
-            children.append(subprocess.Popen(api_cmd, env={k: v for k, v in {**os.environ, **api_env}.items()
-                                                           if k != metrics.MULTIPROC_ENV},
-                                             preexec_fn=child_dies_with_us()))
+            children.append(start(*commands[0], drop=(metrics.MULTIPROC_ENV,)))
             if not _wait_ready(ready_url, children[0]):
                 log.error("the API did not come up at %s; no worker started", ready_url)
                 return 1

@@ -27,7 +27,7 @@ class Deliverer(threading.Thread):
             while not self.stop.wait(self.interval):
                 try:
                     self.deliver_due(client)
-                except Exception:  # noqa: BLE001 - database restarting: next round
+                except Exception:  # a database restarting: the next round tries again
                     log.warning("webhook round failed", exc_info=True)
 
     def deliver_due(self, client: httpx.Client) -> int:

@@ -6,6 +6,8 @@ checked when the worker opens the model (profiles.layer_slots, the same planner)
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..errors import SpecError
@@ -20,6 +22,17 @@ BUNDLED_CONFIGS = {
                      "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
                      "tie_word_embeddings": True, "dtype": "float32"},
 }
+
+
+def read_config(ref: str) -> Optional[dict]:
+    """The config.json of a bundled model (built in) or of a model directory on this machine;
+    None for anything else (a hub id, a file, an unreadable directory)."""
+    if ref in BUNDLED_CONFIGS:
+        return BUNDLED_CONFIGS[ref]
+    try:
+        return json.loads((Path(ref) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def is_ignored(name: str, full: str, ignore: tuple[str, ...]) -> bool:
