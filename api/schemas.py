@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from db import egress, schedules
+from db import egress, schedules, webhooks
 from pruning_core import spec as jobspec
 
 Method = Literal[tuple(jobspec.DECLARED)]  # type: ignore[valid-type]
@@ -140,6 +140,18 @@ class SparsityProfile(Body):
                                       description="first match wins; the other layers share the rest of the budget")
 
 
+class Gates(Body):
+    max_ppl_ratio: Optional[float] = Field(None, description="pruned / dense perplexity, on every evaluated dataset",
+                                           json_schema_extra={"minimum": 1})
+    max_ppl: Optional[float] = Field(None, description="pruned perplexity, on every evaluated dataset",
+                                     json_schema_extra={"minimum": 1})
+    min_zero_shot_retained: Optional[float] = Field(None, description="pruned / dense mean zero-shot accuracy",
+                                                    json_schema_extra={"minimum": 0, "maximum": 1.5})
+    max_regression: Optional[float] = Field(None, description="relative perplexity increase over the last succeeded "
+                                            "job of the same schedule (0.02: 2%)",
+                                            json_schema_extra={"minimum": 0, "maximum": 100})
+
+
 class JobCreate(Body):
     model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
     method: Method = Field(..., description="GET /v1/methods lists each method with its options")
@@ -156,6 +168,8 @@ class JobCreate(Body):
     device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",
                         json_schema_extra={"pattern": jobspec.job.DEVICE.pattern})
     dtype: Literal[jobspec.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
+    gates: Optional[Gates] = Field(None, description="limits the report must meet; a job that breaks one ends "
+                                   "gate_failed, its checkpoint and report kept")
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
 
     @field_validator("metadata")
@@ -339,8 +353,8 @@ class ScheduleOut(BaseModel):
     created_at: Timestamp
 
 
-WebhookEvent = Literal["pruning_job.started", "pruning_job.succeeded", "pruning_job.failed", "pruning_job.cancelled"]
-_ALL_EVENTS = ["pruning_job.started", "pruning_job.succeeded", "pruning_job.failed", "pruning_job.cancelled"]
+WebhookEvent = Literal[webhooks.EVENT_TYPES]  # type: ignore[valid-type]
+_ALL_EVENTS = list(webhooks.EVENT_TYPES)
 
 
 def _http_url(v: Optional[str]) -> Optional[str]:
@@ -353,14 +367,14 @@ def _http_url(v: Optional[str]) -> Optional[str]:
 
 class WebhookCreate(Body):
     url: str = Field(..., max_length=2000, description="receives POSTs signed per Standard Webhooks")
-    events: list[WebhookEvent] = Field(default_factory=lambda: list(_ALL_EVENTS), min_length=1, max_length=4)
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(_ALL_EVENTS), min_length=1, max_length=len(_ALL_EVENTS))
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
 
 class WebhookUpdate(Body):
     url: Optional[str] = Field(None, max_length=2000)
-    events: Optional[list[WebhookEvent]] = Field(None, min_length=1, max_length=4)
+    events: Optional[list[WebhookEvent]] = Field(None, min_length=1, max_length=len(_ALL_EVENTS))
     enabled: Optional[bool] = None
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))

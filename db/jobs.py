@@ -159,6 +159,14 @@ def terminal_event(session: Session, job_id: str) -> Optional[JobEvent]:
     return session.scalars(q.limit(1)).first()
 
 
+def last_succeeded(session: Session, job: Job) -> Optional[Job]:
+    """The newest succeeded job of `job`'s schedule other than itself: what a regression gate
+    compares with (a gate_failed night is not a baseline: nothing of it shipped)."""
+    q = (select(Job).where(Job.schedule_id == job.schedule_id, Job.id != job.id, Job.status == st.SUCCEEDED)
+         .order_by(Job.finished_at.desc(), Job.id.desc()).limit(1))
+    return session.scalars(q).first()
+
+
 def claim(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
     """Atomically take a queued job for `owner` (a second delivery of the same id finds it taken)."""
     now = utcnow()

@@ -25,8 +25,8 @@ from . import resources, status as st
 from .models import Job, WebhookDelivery, WebhookEndpoint, utcnow
 
 # job status -> event type; the statuses that mean something to a receiver
-EVENTS = {st.RUNNING: "pruning_job.started", st.SUCCEEDED: "pruning_job.succeeded", st.FAILED: "pruning_job.failed",
-          st.CANCELLED: "pruning_job.cancelled"}
+EVENTS = {st.RUNNING: "pruning_job.started", st.SUCCEEDED: "pruning_job.succeeded",
+          st.GATE_FAILED: "pruning_job.gate_failed", st.FAILED: "pruning_job.failed", st.CANCELLED: "pruning_job.cancelled"}
 EVENT_TYPES = tuple(EVENTS.values())
 CLAIM_SECONDS = 60  # a claimed delivery is due again if its deliverer vanished mid-POST
 

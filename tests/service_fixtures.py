@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from db import status as st
+
 ROOT = Path(__file__).resolve().parents[1]
 # the issue's minimal job body
 MINIMAL = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
@@ -152,7 +154,7 @@ class Service:
     def job(self, job_id):
         return self.http.get(f"/v1/jobs/{job_id}").json()
 
-    def wait(self, job_id, statuses=("succeeded", "failed", "cancelled"), timeout=300):
+    def wait(self, job_id, statuses=tuple(st.TERMINAL), timeout=300):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.job(job_id)
@@ -160,6 +162,28 @@ class Service:
                 return job
             time.sleep(0.3)
         raise TimeoutError(f"{job_id} still {self.job(job_id)['status']}\n{self.log_text()}")
+
+    def fire(self, schedule_id: str, seen: set[str]) -> dict:
+        """Make the schedule due now, at a slot of its own (a yearly cron one month later each
+        time: a slot fires once), let the supervisor fire it, and wait for the job to end.
+        `seen`: the schedule's jobs so far (the new one is added)."""
+        from datetime import datetime, timedelta, timezone
+
+        from db.engine import sessionmaker_for
+        from db.models import Schedule
+
+        with sessionmaker_for(self.env["TOPIARY_DATABASE_URL"])() as s:
+            schedule = s.get(Schedule, schedule_id)
+            schedule.cron = f"0 0 1 {len(seen) + 1} *"
+            schedule.next_fire_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+            s.commit()
+        deadline = time.monotonic() + 60
+        while not (new := [j for j in self.http.get(f"/v1/jobs?schedule_id={schedule_id}").json()["data"]
+                           if j["id"] not in seen]):
+            assert time.monotonic() < deadline, self.log_text()
+            time.sleep(0.3)
+        seen.add(new[0]["id"])
+        return self.wait(new[0]["id"])
 
     def wait_layers(self, job_id, n, timeout=180):
         deadline = time.monotonic() + timeout

@@ -268,11 +268,13 @@ class Runner:
 
         store = store_for(self.settings)
         try:
-            report = self._report = pipeline.run(to_pipeline_job(job.spec, self.settings, self.settings.worker_device),
-                                                 out, progress=self._progress, resume_dir=resume)
+            spec = to_pipeline_job(job.spec, self.settings, self.settings.worker_device)
+            report = self._report = pipeline.run(spec, out, progress=self._progress, resume_dir=resume)
             files = store.publish_dir(f"jobs/{job.id}", out)
-            self._finish(st.SUCCEEDED, result=_summary(report, len(files)), files=files)
-            return out, "succeeded"
+            summary = _summary(report, len(files))
+            outcome, error = self._judge(job, spec.gates, summary)
+            self._finish(outcome, error=error, result=summary, files=files)
+            return out, outcome
         except Cancelled:
             self._finish(st.CANCELLED, error=("cancelled", "cancelled by request"))
             return out, "cancelled"
@@ -288,6 +290,24 @@ class Runner:
             self._error_code = "internal-error"
             self._finish(st.FAILED, error=("internal-error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]))
             return out, "failed"
+
+
+    def _judge(self, job: Job, gates, summary: dict[str, Any]):
+        """The outcome the quality gates give the finished work (spec.gates): succeeded, or
+        gate_failed with the broken gates as the error; the verdict goes into the summary."""
+        from pruning_core.spec import gates as quality
+
+        if gates is None:
+            return st.SUCCEEDED, None
+        previous = None
+        if "max_regression" in gates.active and job.schedule_id:
+            with self.maker() as s:
+                previous = jobs.last_succeeded(s, job)
+        summary["gates"] = quality.verdict(gates, summary, previous and previous.result,
+                                           previous and previous.id)
+        if summary["gates"]["passed"]:
+            return st.SUCCEEDED, None
+        return st.GATE_FAILED, ("gate-failed", quality.failures(summary["gates"])[:2000])
 
 
 def _summary(report: dict[str, Any], files: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
 from ..errors import SpecError
+from .gates import Gates
 from .methods import DECLARED, QUANT_METHODS
 from .profile import SparsityProfile
 
@@ -266,13 +267,16 @@ def _sparsity(value: Any, pattern: Pattern) -> float:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A whole job: the model to open, the pruning run, evaluation, storage dtype and device."""
+    """A whole job: the model to open, the pruning run, evaluation, storage dtype and device, and
+    the quality gates its report must meet (spec.gates; the pipeline ignores them, the worker
+    decides the outcome from them)."""
 
     model: str
     spec: PruneSpec
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     dtype: str = "auto"
     device: str = "auto"
+    gates: Optional[Gates] = None
 
     def __post_init__(self) -> None:
         errors = []
@@ -282,6 +286,12 @@ class JobSpec:
             errors.append(SpecError(f"dtype: unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}", "dtype"))
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             errors.append(SpecError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}", "device"))
+        if self.gates is not None:
+            try:
+                ev = self.evaluation
+                self.gates.check_evaluation(ev.dense, ev.datasets, ev.tasks)
+            except SpecError as exc:
+                errors.extend(exc.all())
         if errors:
             raise SpecError.combine(errors)
 
@@ -299,7 +309,7 @@ class JobSpec:
                 return None
 
         known = {"model", "method", "sparsity", "pattern", "options", "quantize", "calibration", "evaluation",
-                 "dtype", "device", "ignore", "sparsity_profile"}
+                 "dtype", "device", "ignore", "sparsity_profile", "gates"}
         for key in body:
             if key not in known:
                 errors.append(SpecError(f"{key}: unknown field", str(key)))
@@ -309,6 +319,7 @@ class JobSpec:
         calibration = section(lambda: CalibrationSpec(**_fields(cal, CalibrationSpec, "calibration")))
         quant_spec = section(lambda: None if quant is None else QuantSpec(**_fields(quant, QuantSpec, "quantize")))
         evaluation = section(lambda: EvalSpec(**_fields(ev, EvalSpec, "evaluation")))
+        gates = section(lambda: Gates.from_value(body.get("gates")))
         method = body.get("method")
         options = body.get("options") or {}
         if not isinstance(options, Mapping):
@@ -321,7 +332,7 @@ class JobSpec:
                                           calibration or CalibrationSpec(), tuple(body.get("ignore", DEFAULT_IGNORE)),
                                           quant_spec, body.get("sparsity_profile")))
         job = section(lambda: cls(body.get("model", ""), prune or _PLACEHOLDER, evaluation or EvalSpec(),
-                                  body.get("dtype", "auto"), body.get("device", "auto")))
+                                  body.get("dtype", "auto"), body.get("device", "auto"), gates))
         if errors:
             raise SpecError.combine(errors)
         return job
@@ -330,6 +341,7 @@ class JobSpec:
         out = {"model": self.model, **self.spec.to_dict(), "dtype": self.dtype, "device": self.device}
         ev = dataclasses.asdict(self.evaluation)
         out["evaluation"] = {**ev, "datasets": list(ev["datasets"]), "tasks": list(ev["tasks"])}
+        out["gates"] = self.gates.to_dict() if self.gates else None
         return out
 
 
