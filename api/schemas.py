@@ -168,6 +168,10 @@ class JobCreate(Body):
     device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",
                         json_schema_extra={"pattern": jobspec.job.DEVICE.pattern})
     dtype: Literal[jobspec.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
+    sweep: Optional[list[Union[float, str]]] = Field(
+        None, max_length=jobspec.job.MAX_SWEEP_POINTS,
+        description="prune at each of these settings (sparsities, N:M patterns) instead of one: one checkpoint per "
+                    "point, the dense evaluation shared, the report a perplexity-vs-sparsity curve")
     gates: Optional[Gates] = Field(None, description="limits the report must meet; a job that breaks one ends "
                                    "gate_failed, its checkpoint and report kept")
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)

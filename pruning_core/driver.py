@@ -56,6 +56,7 @@ class Progress:
     # the pace: layers pruned by this run and the seconds since its layer loop began. Calibration,
     # OWL's measuring pass and a resumed run's replayed blocks are not layer time.
     pace: Optional[tuple[int, float]] = None
+    point: Optional[str] = None  # in a sweep: "2 of 5 (0.6)"
 
     @property
     def eta_seconds(self) -> Optional[float]:

@@ -175,8 +175,9 @@ def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_d
 
 def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
         data_root: Optional[Path] = None, allow_download: bool = False,
-        resume_dir: Optional[Path] = None) -> dict[str, Any]:
-    """Run `job` end to end and publish into `out_dir`; returns the report. A streamed model
+        resume_dir: Optional[Path] = None, dense_cache: Optional[dict] = None) -> dict[str, Any]:
+    """Run `job` end to end and publish into `out_dir`; returns the report. `dense_cache`: a dict
+    that keeps the dense evaluation for the next run on the same model (a sweep). A streamed model
     writes each pruned block to a work directory as it finishes; the published directory
     appears, whole, only at the end. With `resume_dir` that work directory persists: a run
     that finds an earlier attempt's blocks there (same job) continues after them."""
@@ -186,7 +187,8 @@ def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress
     # without a resume directory the work area is a throwaway sibling of the output
     work = Path(resume_dir) if resume_dir else Path(tempfile.mkdtemp(prefix=f".{out.name}.work-", dir=out.parent))
     try:
-        return _run(job, out, work, progress or (lambda p: None), data_root, allow_download)
+        return _run(job, out, work, progress or (lambda p: None), data_root, allow_download,
+                    {} if dense_cache is None else dense_cache)
     except Exception as exc:
         if _out_of_space(exc):
             raise DiskFull(f"no space left on the device while writing {getattr(exc, 'filename', None) or out}") \
@@ -205,7 +207,7 @@ def _out_of_space(exc: BaseException) -> bool:
     return type(exc).__name__ == "SafetensorError" and f"os error {errno.ENOSPC})" in str(exc)
 
 
-def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download) -> dict[str, Any]:
+def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download, dense_cache: dict) -> dict[str, Any]:
     device = pick_device(job.device)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -226,13 +228,14 @@ def _run(job: JobSpec, out: Path, work: Path, notify, data_root, allow_download)
         state = ResumeState(work, fingerprint(job.model, job.spec.to_dict(), job.dtype, dataclasses.asdict(job.evaluation),
                                               dataclasses.asdict(job.spec.calibration)))
         source.sink = ShardWriter(state.model_dir, len(source.blocks))
-    dense = state.dense if state is not None and state.dense is not None else {}
+    dense = state.dense if state is not None and state.dense is not None else dense_cache.get("dense", {})
     if not dense and job.evaluation.dense and (job.evaluation.datasets or job.evaluation.tasks):
         t = time.perf_counter()
         dense = evaluate("evaluating-dense")
         timings["eval_dense"] = time.perf_counter() - t
         if state is not None:
             state.record_dense(dense)
+    dense_cache["dense"] = dense
     result = prune_blocks(source, calib, job.spec, device, notify, resume=state)
     if streamed:  # the rest of the model, then read the pruned shards back for evaluation
         with source.outside("cpu"):

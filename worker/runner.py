@@ -155,6 +155,8 @@ class Runner:
         if p.stage == "pruning" and p.layers_total:
             out["percent"] = round(100.0 * p.layers_done / p.layers_total, 2)
             out["eta_seconds"] = round(p.eta_seconds, 1) if p.eta_seconds is not None else None
+        if p.point is not None:
+            out["point"] = p.point
         if p.layer is not None:
             out.update(layer=p.layer.name, rel_error=p.layer.rel_error, sparsity=p.layer.sparsity,
                        target=p.layer.target, layer_seconds=round(p.layer.seconds, 4))
@@ -262,14 +264,15 @@ class Runner:
                 shutil.rmtree(resume, ignore_errors=True)
 
     def _attempt(self, job: Job, out, resume):
-        from pruning_core import Cancelled, TopiaryError, pipeline
+        from pruning_core import Cancelled, TopiaryError, pipeline, sweep
 
         from .convert import to_pipeline_job
 
         store = store_for(self.settings)
         try:
             spec = to_pipeline_job(job.spec, self.settings, self.settings.worker_device)
-            report = self._report = pipeline.run(spec, out, progress=self._progress, resume_dir=resume)
+            run = sweep.run if spec.sweep else pipeline.run
+            report = self._report = run(spec, out, progress=self._progress, resume_dir=resume)
             files = store.publish_dir(f"jobs/{job.id}", out)
             summary = _summary(report, len(files))
             outcome, error = self._judge(job, spec.gates, summary)
@@ -311,6 +314,9 @@ class Runner:
 
 
 def _summary(report: dict[str, Any], files: int) -> dict[str, Any]:
+    if "points" in report:  # a sweep: its curve
+        return {"sweep": report["points"], "seconds_total": report["seconds_total"], "device": report["device"],
+                "artifacts": files}
     return {"sparsity_achieved": report["sparsity_achieved"], "perplexity": report["perplexity"],
             "seconds_total": report["seconds_total"], "device": report["device"],
             "quantization": report.get("quantization"), "zero_shot": report.get("zero_shot") or None,

@@ -22,7 +22,7 @@ model's measured error.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Optional
 
 from .job import JobSpec
@@ -105,7 +105,16 @@ def shape(config: Mapping[str, Any], dtype: str = "auto") -> Optional[Shape]:
 
 
 def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: bool = True) -> Optional[Needs]:
-    """What `job` needs on a `device` ("cpu" or "cuda") worker; None for an unknown family."""
+    """What `job` needs on a `device` ("cpu" or "cuda") worker; None for an unknown family. A
+    sweep runs its points one after another and keeps every point's checkpoint: the memory of its
+    largest point, the time and disk of all of them (the shared dense evaluation counted once per
+    point: an over-estimate of the time)."""
+    if job.sweep:
+        points = [estimate(config, point, device, streamed) for _, point in job.points()]
+        if points[0] is None:
+            return None
+        return replace(max(points, key=lambda n: (n.host_bytes, n.gpu_bytes or 0)),
+                       disk_bytes=sum(n.disk_bytes for n in points), seconds=sum(n.seconds for n in points))
     sh = shape(config, job.dtype)
     if sh is None:
         return None

@@ -32,6 +32,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 DEFAULT_SPARSITY = 0.5
+MAX_SWEEP_POINTS = 16
 DEFAULT_EVAL_DATASETS = ("wikitext2",)
 DEFAULT_IGNORE = ("lm_head",)
 # (low, high) inclusive: one owner for every numeric range of the spec
@@ -277,6 +278,9 @@ class JobSpec:
     dtype: str = "auto"
     device: str = "auto"
     gates: Optional[Gates] = None
+    # a sweep: the same job at each of these settings (sparsities "0.6", patterns "2:4"), one
+    # checkpoint per point; `spec`'s own sparsity and pattern are then unused
+    sweep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         errors = []
@@ -286,6 +290,12 @@ class JobSpec:
             errors.append(SpecError(f"dtype: unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}", "dtype"))
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             errors.append(SpecError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}", "device"))
+        try:
+            object.__setattr__(self, "sweep", _sweep(self.sweep, self.spec))
+        except SpecError as exc:
+            errors.extend(exc.all())
+        if self.sweep and self.gates is not None:
+            errors.append(SpecError("gates: not with a sweep (each point is a setting to compare, not a release)", "gates"))
         if self.gates is not None:
             try:
                 ev = self.evaluation
@@ -309,7 +319,7 @@ class JobSpec:
                 return None
 
         known = {"model", "method", "sparsity", "pattern", "options", "quantize", "calibration", "evaluation",
-                 "dtype", "device", "ignore", "sparsity_profile", "gates"}
+                 "dtype", "device", "ignore", "sparsity_profile", "gates", "sweep"}
         for key in body:
             if key not in known:
                 errors.append(SpecError(f"{key}: unknown field", str(key)))
@@ -320,6 +330,9 @@ class JobSpec:
         quant_spec = section(lambda: None if quant is None else QuantSpec(**_fields(quant, QuantSpec, "quantize")))
         evaluation = section(lambda: EvalSpec(**_fields(ev, EvalSpec, "evaluation")))
         gates = section(lambda: Gates.from_value(body.get("gates")))
+        sweep = body.get("sweep") or ()
+        if sweep and (body.get("sparsity") is not None or body.get("pattern") is not None):
+            errors.append(SpecError("sweep: give the settings in sweep alone, without sparsity or pattern", "sweep"))
         method = body.get("method")
         options = body.get("options") or {}
         if not isinstance(options, Mapping):
@@ -332,7 +345,7 @@ class JobSpec:
                                           calibration or CalibrationSpec(), tuple(body.get("ignore", DEFAULT_IGNORE)),
                                           quant_spec, body.get("sparsity_profile")))
         job = section(lambda: cls(body.get("model", ""), prune or _PLACEHOLDER, evaluation or EvalSpec(),
-                                  body.get("dtype", "auto"), body.get("device", "auto"), gates))
+                                  body.get("dtype", "auto"), body.get("device", "auto"), gates, sweep))
         if errors:
             raise SpecError.combine(errors)
         return job
@@ -342,7 +355,47 @@ class JobSpec:
         ev = dataclasses.asdict(self.evaluation)
         out["evaluation"] = {**ev, "datasets": list(ev["datasets"]), "tasks": list(ev["tasks"])}
         out["gates"] = self.gates.to_dict() if self.gates else None
+        out["sweep"] = list(self.sweep) or None
+        if self.sweep:  # the points carry the settings
+            out["sparsity"] = out["pattern"] = None
         return out
+
+    def points(self) -> list[tuple[str, "JobSpec"]]:
+        """A sweep's points as (setting, the job at that setting, without the sweep)."""
+        return [(label, dataclasses.replace(self, spec=_at_setting(self.spec, label), sweep=())) for label in self.sweep]
+
+
+def _at_setting(spec: PruneSpec, label: str) -> PruneSpec:
+    """`spec` at one sweep setting: an N:M pattern, or an unstructured sparsity."""
+    if ":" in label:
+        return dataclasses.replace(spec, sparsity=None, pattern=Pattern.parse(label))
+    return dataclasses.replace(spec, sparsity=float(label), pattern=Pattern())
+
+
+def _sweep(raw: Any, spec: PruneSpec) -> tuple[str, ...]:
+    """A sweep's settings as labels ("0.6", "2:4"), each checked as the job at that setting."""
+    if raw is None or raw == ():
+        return ()
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, (list, tuple)) or not 2 <= len(raw) <= MAX_SWEEP_POINTS:
+        raise SpecError(f"sweep: must be a list of 2 to {MAX_SWEEP_POINTS} sparsities or N:M patterns", "sweep")
+    labels, errors = [], []
+    for i, value in enumerate(raw):
+        where = f"sweep[{i}]"
+        try:
+            if isinstance(value, str) and ":" in value:
+                pattern = Pattern.parse(value)
+                labels.append(str(pattern))
+            else:
+                labels.append(f"{_sparsity(float(value) if isinstance(value, str) else value, Pattern()):g}")
+            _at_setting(spec, labels[-1])  # the profile's and the method's rules at this setting
+        except (SpecError, ValueError) as exc:
+            message = str(exc).split(": ", 1)[-1]
+            errors.append(SpecError(f"{where}: {message}", where))
+    if not errors and len(set(labels)) != len(labels):
+        errors.append(SpecError("sweep: names a setting twice", "sweep"))
+    if errors:
+        raise SpecError.combine(errors)
+    return tuple(labels)
 
 
 _PLACEHOLDER = PruneSpec("magnitude")  # stands in for a bad PruneSpec while the other fields are checked
