@@ -3,7 +3,8 @@
 // Every value from the server is written with textContent, never parsed as HTML.
 "use strict";
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const TERMINAL = new Set(["succeeded", "gate_failed", "failed", "cancelled"]);
+const FINISHED_WORK = new Set(["succeeded", "gate_failed"]);  // a report and a checkpoint to show
 const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null,
                 webhook: null };
 const $ = (sel) => document.querySelector(sel);
@@ -90,6 +91,7 @@ function profileText(profile) {
 
 function target(spec) {
   if (!spec) return "";
+  if (spec.sweep) return `sweep ${spec.sweep.join(", ")}`;
   return spec.pattern && spec.pattern !== "unstructured" ? spec.pattern : `${Math.round(spec.sparsity * 100)}%`;
 }
 
@@ -102,7 +104,9 @@ function jobRow(job) {
     bar.max = 100;
     bar.value = job.progress.percent;
     progress.append(bar);
-  } else if (job.status === "succeeded" && job.result) {
+  } else if (FINISHED_WORK.has(job.status) && job.result && job.result.sweep) {
+    progress.textContent = `${job.result.sweep.length} points`;
+  } else if (FINISHED_WORK.has(job.status) && job.result) {
     progress.textContent = `${num(job.result.sparsity_achieved * 100, 1)}% zeros`;
   }
   const tr = row([el("td", job.id), status, job.model, job.method, target(job.spec), progress,
@@ -128,12 +132,23 @@ async function loadJobs(append = false) {
     state.after = page.last_id;
     $("#more").hidden = !page.has_more;
     banner("");
+    if (!append) await loadTrend();
   } catch (err) {
     banner(`Could not list jobs: ${err.message}`);
   }
 }
 
 // -- schedules (nightly compression) -----------------------------------------------------------
+async function loadTrend() {
+  const schedule = state.schedule;
+  if (!schedule) {
+    $("#trend-box").hidden = true;
+    return;
+  }
+  const page = await api(`/v1/jobs?schedule_id=${encodeURIComponent(schedule.id)}&limit=100`);
+  if (state.schedule === schedule) drawTrend(schedule, page.data);
+}
+
 function filterBySchedule(schedule) {
   state.schedule = schedule;
   state.after = null;
@@ -280,23 +295,49 @@ function renderSummary(job) {
     ["calibration", `${cal.source}, ${cal.nsamples} × ${cal.seqlen} tokens, seed ${cal.seed}`],
     ["attempt", job.attempt], ["created", when(job.created_at)],
   ];
+  if (job.spec.gates) items.push(["gates", gatesText(job.spec.gates)]);
   if (job.result) {
-    items.push(["zeros", `${num(job.result.sparsity_achieved * 100, 2)}%`]);
+    if (!job.result.sweep) items.push(["zeros", `${num(job.result.sparsity_achieved * 100, 2)}%`]);
     items.push(["took", duration(job.result.seconds_total)]);
+    items.push(["device", job.result.device]);
   }
   for (const [k, v] of items) dl.append(el("dt", k), el("dd", v));
   const p = job.progress || {};
-  const done = job.status === "succeeded";
+  const done = FINISHED_WORK.has(job.status);
   $("#progress-bar").value = done ? 100 : p.percent || 0;
   const parts = [p.stage || job.status];
+  if (p.point) parts.push(`point ${p.point}`);
   if (p.layers_total) parts.push(`layer ${p.layers_done} of ${p.layers_total}`);
   if (p.eta_seconds !== undefined && p.eta_seconds !== null && !TERMINAL.has(job.status)) parts.push(`about ${duration(p.eta_seconds, true)} left`);
   $("#progress-text").textContent = parts.join(" · ");
   const error = $("#error-box");
   error.hidden = !job.error;
   error.textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
+  renderVerdict(job);
   $("#cancel").hidden = TERMINAL.has(job.status) || job.status === "cancelling";
   $("#delete").hidden = !TERMINAL.has(job.status);
+}
+
+function gatesText(gates) {
+  const names = { max_ppl_ratio: "ppl ratio ≤", max_ppl: "ppl ≤", min_zero_shot_retained: "zero-shot kept ≥",
+                  max_regression: "regression ≤" };
+  return Object.entries(gates).map(([k, v]) => `${names[k] || k} ${k === "max_regression" ? `${v * 100}%` : v}`).join(", ");
+}
+
+// the gates' verdict: one line per check, the broken ones first, each with how far past its limit
+function renderVerdict(job) {
+  const box = $("#verdict");
+  const verdict = job.result && job.result.gates;
+  box.hidden = !verdict;
+  if (!verdict) return;
+  box.className = verdict.passed ? "verdict passed" : "verdict failed";
+  const checks = [...verdict.checks].sort((a, b) => Number(a.passed) - Number(b.passed));
+  box.replaceChildren(el("strong", verdict.passed ? "Quality gates passed" : "Quality gates failed: do not ship"),
+                      ...checks.map((c) => {
+                        const li = el("li", c.message, c.passed ? "gate-pass" : "gate-fail");
+                        li.dataset.gate = c.gate;
+                        return li;
+                      }));
 }
 
 function addLayer(data) {
@@ -309,9 +350,14 @@ function addLayer(data) {
 async function renderReport(job) {
   const ppl = $("#perplexity tbody");
   ppl.replaceChildren();
-  $("#results").hidden = job.status !== "succeeded";
-  if (job.status !== "succeeded") return;
+  $("#results").hidden = !FINISHED_WORK.has(job.status);
+  if (!FINISHED_WORK.has(job.status)) return;
   const report = await api(`/v1/jobs/${job.id}/report`);
+  if (state.selected !== job.id) return;
+  renderReportDetails(report);
+  $("#sweep-box").hidden = !report.points;
+  if (report.points) return drawSweep(report);
+  drawJobCharts(report);
   for (const [name, r] of Object.entries(report.perplexity || {})) {
     ppl.append(row([name, el("td", num(r.dense, 2), "num"), el("td", num(r.pruned, 2), "num"),
                     el("td", r.dense ? num(r.pruned / r.dense, 3) : "", "num")]));
@@ -430,6 +476,9 @@ async function selectJob(jobId) {
   for (const id of ["#perplexity tbody", "#zeroshot tbody", "#layers tbody", "#artifacts tbody"]) $(id).replaceChildren();
   $("#results").hidden = true;
   $("#artifacts-box").hidden = true;
+  $("#job-charts").replaceChildren();
+  $("#verdict").hidden = true;
+  $("#sweep-box").hidden = true;
   try {
     await showJob(jobId, true);
   } catch (err) {
@@ -539,6 +588,11 @@ function showProfileFields() {
   document.querySelectorAll("#profile-fields .owl-only").forEach((label) => { label.hidden = !owl; });
 }
 
+// "calibration.nsamples: must be ..."; a whole-body rule has no field of its own: say so
+function fieldError(e) {
+  return `${e.field || "job"}: ${String(e.message).replace(/^Value error, /, "")}`;
+}
+
 async function submitJob(event) {
   event.preventDefault();
   const f = event.target.elements;
@@ -568,7 +622,7 @@ async function submitJob(event) {
     selectJob(job.id);
   } catch (err) {
     const details = (err.problem && err.problem.errors) || [];
-    errors.textContent = details.length ? details.map((e) => `${e.field}: ${e.message}`).join("\n") : err.message;
+    errors.textContent = details.length ? details.map(fieldError).join("\n") : err.message;
     errors.hidden = false;
   }
 }

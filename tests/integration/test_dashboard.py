@@ -4,16 +4,19 @@ Chromium is installed; `make test` installs it where it can (CI does)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
 import tarfile
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from db import schedules
 from db.engine import sessionmaker_for
+from db.models import Job
 from service_fixtures import BODY, SLOW, Receiver, Service, alembic, postgres_database
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -277,3 +280,92 @@ def test_workers_panel_shows_the_live_worker_to_admins_only(page, service):
     expect(line.locator("td").nth(1)).to_have_text("cpu")
     expect(line.locator("td").nth(3)).to_have_text("idle")
     expect(page.locator("#workers-admin")).to_be_hidden()
+
+
+# every visible table's header cells lie inside their panel, and no panel scrolls sideways
+NO_COLUMN_CUT = """() => [...document.querySelectorAll('main > section:not([hidden]) table')]
+  .filter((t) => t.offsetParent !== null)
+  .flatMap((t) => {
+    const box = t.closest('section').getBoundingClientRect();
+    const cut = [...t.querySelectorAll('th')].filter((th) => th.getBoundingClientRect().right > box.right + 0.5)
+      .map((th) => `${t.id}: ${th.textContent}`);
+    const section = t.closest('section');
+    return section.scrollWidth > section.clientWidth + 1 ? [...cut, `${section.id} scrolls`] : cut;
+  })"""
+
+
+def _plotted(page, chart: str, attr: str, where: str = "") -> list[float]:
+    return [float(v) for v in page.locator(f"svg[data-chart='{chart}'] {where}").evaluate_all(
+        f"nodes => nodes.map(n => n.getAttribute('{attr}'))")]
+
+
+def test_a_gated_schedule_shows_each_nights_verdict_charts_and_trend(page, service, tmp_path):
+    """Three nights of a schedule with gates: the third, worse than the second, fails its
+    regression gate. The schedule's trend marks it; the job view shows the verdict and draws the
+    report (every plotted value equal to the report's); nothing is cut at 1280 px."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    body = {**BODY, "model": "tiny", "evaluation": {"datasets": ["wikitext2", "ptb"], "limit": 2, "tasks": ["piqa"],
+                                                    "task_limit": 3},
+            "gates": {"max_ppl_ratio": 1000.0, "max_regression": 0.05}}
+    r = service.http.post("/v1/schedules", json={"name": "nightly-gated", "cron": "0 2 * * *", "job": body})
+    assert r.status_code == 201, r.text
+    sch, seen = r.json(), set()
+    nights = [service.fire(sch["id"], seen), service.fire(sch["id"], seen)]
+    with sessionmaker_for(service.env["TOPIARY_DATABASE_URL"])() as s:  # the second night shipped 10% better
+        row = s.get(Job, nights[1]["id"])
+        result = copy.deepcopy(row.result)
+        result["perplexity"]["wikitext2"]["pruned"] /= 1.1
+        row.result = result
+        s.commit()
+    nights.append(service.fire(sch["id"], seen))
+    assert [n["status"] for n in nights] == ["succeeded", "succeeded", "gate_failed"]
+    jobs = {j["id"]: j for j in service.http.get(f"/v1/jobs?schedule_id={sch['id']}").json()["data"]}
+
+    page.reload()
+    page.locator(f"#schedules tbody tr[data-id='{sch['id']}']").get_by_role("button", name="jobs", exact=True).click()
+    expect(page.locator("svg[data-chart='trend'] circle.point")).to_have_count(6)  # 3 nights x 2 datasets
+    for dataset in ("wikitext2", "ptb"):
+        plotted = _plotted(page, "trend", "data-y", f"circle.point[data-series='{dataset}']")
+        assert plotted == pytest.approx([jobs[n["id"]]["result"]["perplexity"][dataset]["pruned"] for n in nights])
+    marked = page.locator("svg[data-chart='trend'] circle.marked").evaluate_all("ns => ns.map(n => n.dataset.label)")
+    assert len(marked) == 2 and all(nights[2]["id"] in label for label in marked)
+    expect(page.locator(f"#trend-box li[data-id='{nights[2]['id']}']")).to_contain_text("gate failed")
+    assert page.evaluate(NO_COLUMN_CUT) == []
+
+    page.locator(f"#jobs tbody tr[data-id='{nights[2]['id']}']").click()
+    expect(page.locator("#verdict")).to_have_class(re.compile("failed"))
+    expect(page.locator("#verdict li.gate-fail[data-gate='max_regression']")).to_contain_text("wikitext2")
+    expect(page.locator("svg[data-chart='layer-error'] circle.point")).to_have_count(14)
+    report = service.http.get(f"/v1/jobs/{nights[2]['id']}/report").json()
+    assert _plotted(page, "layer-error", "data-y", "circle.point") == pytest.approx([l["rel_error"] for l in report["layers"]])
+    assert _plotted(page, "layer-seconds", "data-y", "circle.point") == pytest.approx([l["seconds"] for l in report["layers"]])
+    assert _plotted(page, "layer-sparsity", "data-y", "circle.point[data-series='achieved']") == pytest.approx(
+        [l["sparsity"] for l in report["layers"]])
+    assert _plotted(page, "perplexity", "data-value", "rect.bar[data-series='pruned']") == pytest.approx(
+        [report["perplexity"][d]["pruned"] for d in ("wikitext2", "ptb")])
+    assert _plotted(page, "zero-shot", "data-value", "rect.bar[data-series='dense']") == pytest.approx(
+        [report["zero_shot"]["piqa"]["dense"]["acc_norm"]])
+    expect(page.locator("#summary dd[data-detail='time']")).to_contain_text("prune")
+    assert page.evaluate(NO_COLUMN_CUT) == []
+    # the README's picture of the job view, made by this browser
+    shots = Path(os.environ.get("TOPIARY_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "dashboard-job.png"), full_page=True)
+
+
+def test_a_sweep_draws_its_curve(page, service):
+    body = {k: v for k, v in BODY.items() if k != "sparsity"}
+    job = service.wait(service.submit("tiny", {**body, "sweep": [0.3, 0.6, "2:4"]}))
+    assert job["status"] == "succeeded", job
+    page.reload()
+    page.locator(f"#jobs tbody tr[data-id='{job['id']}']").click()
+    expect(page.locator("svg[data-chart='sweep'] circle.point")).to_have_count(3)
+    points = job["result"]["sweep"]
+    assert _plotted(page, "sweep", "data-x", "circle.point") == pytest.approx([p["sparsity_achieved"] for p in points])
+    assert _plotted(page, "sweep", "data-y", "circle.point") == pytest.approx(
+        [p["perplexity"]["wikitext2"]["pruned"] for p in points])
+    rows = page.locator("#sweep tbody tr")
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.setting)") == ["0.3", "0.6", "2:4"]
+    expect(rows.nth(2)).to_contain_text("points/2-of-4/model")
+    expect(page.locator(f"#jobs tbody tr[data-id='{job['id']}']")).to_contain_text("sweep 0.3, 0.6, 2:4")
