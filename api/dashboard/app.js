@@ -6,7 +6,7 @@
 const TERMINAL = new Set(["succeeded", "gate_failed", "failed", "cancelled"]);
 const FINISHED_WORK = new Set(["succeeded", "gate_failed"]);  // a report and a checkpoint to show
 const state = { key: localStorage.getItem("topiary.key") || "", after: null, selected: null, stream: null, schedule: null,
-                webhook: null };
+                webhook: null, compare: new Set() };
 const $ = (sel) => document.querySelector(sel);
 
 function el(tag, text, cls) {
@@ -109,7 +109,18 @@ function jobRow(job) {
   } else if (FINISHED_WORK.has(job.status) && job.result) {
     progress.textContent = `${num(job.result.sparsity_achieved * 100, 1)}% zeros`;
   }
-  const tr = row([el("td", job.id), status, job.model, job.method, target(job.spec), progress,
+  const pick = el("td");
+  const box = el("input");
+  box.type = "checkbox";
+  box.title = "compare";
+  box.checked = state.compare.has(job.id);
+  box.addEventListener("click", (event) => event.stopPropagation());
+  box.addEventListener("change", () => {
+    if (box.checked) state.compare.add(job.id); else state.compare.delete(job.id);
+    showCompareButton();
+  });
+  pick.append(box);
+  const tr = row([pick, el("td", job.id), status, job.model, job.method, target(job.spec), progress,
                   when(job.created_at)]);
   tr.dataset.id = job.id;
   if (job.id === state.selected) tr.classList.add("selected");
@@ -466,6 +477,7 @@ async function showJob(jobId, restartStream) {
 
 async function selectJob(jobId) {
   state.selected = jobId;
+  $("#compare").hidden = true;
   for (const tr of document.querySelectorAll("#jobs tbody tr")) tr.classList.toggle("selected", tr.dataset.id === jobId);
   $("#new-job").hidden = true;
   // Name the job before the panel shows: the fetch below is async, and a visible panel that still
@@ -548,6 +560,7 @@ function chosenOptions(form) {
 
 async function openForm() {
   $("#detail").hidden = true;
+  $("#compare").hidden = true;
   $("#new-job").hidden = false;
   const methodSelect = $("#job-form select[name=method]");
   if (!state.methods) {
@@ -648,6 +661,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#more").addEventListener("click", () => loadJobs(true));
   $("#cancel").addEventListener("click", () => act("POST", "/cancel"));
   $("#delete").addEventListener("click", () => act("DELETE", ""));
+  $("#compare-button").addEventListener("click", () => compareJobs([...state.compare]));
   $("#new-job-button").addEventListener("click", () => openForm().catch((err) => banner(err.message)));
   $("#close-form").addEventListener("click", () => { $("#new-job").hidden = true; });
   $("#job-form").addEventListener("submit", submitJob);

@@ -104,3 +104,53 @@ function drawSweep(report) {
     return tr;
   }));
 }
+
+// -- compare: jobs side by side (GET /v1/jobs/compare) -----------------------------------------
+function showCompareButton() {
+  const n = state.compare.size;
+  const b = $("#compare-button");
+  b.hidden = n < 2;
+  b.textContent = `Compare ${n} jobs`;
+}
+
+function compareLines(rows) {
+  const datasets = [...new Set(rows.flatMap((r) => Object.keys(r.perplexity)))];
+  const lines = [
+    ["status", (r) => r.status], ["model", (r) => r.model], ["method", (r) => r.method],
+    ["target", (r) => target(r)], ["profile", (r) => profileText(r.sparsity_profile)],
+    ["options", (r) => Object.entries(r.options || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "defaults"],
+    ["quantization", (r) => (r.quantize ? `int${r.quantize.bits}${r.quantize.group_size ? `/g${r.quantize.group_size}` : ""}` : "none")],
+    ["calibration", (r) => `${r.calibration.source} ${r.calibration.nsamples} × ${r.calibration.seqlen}`],
+    ["zeros", (r) => (r.sparsity_achieved === null || r.sparsity_achieved === undefined ? "" : `${num(r.sparsity_achieved * 100, 2)}%`)],
+    ...datasets.map((d) => [`ppl ${d}`, (r) => (r.perplexity[d] ? `${num(r.perplexity[d].pruned, 2)} (×${num(r.perplexity[d].ratio, 3)})` : "")]),
+    ["zero-shot mean acc", (r) => num(r.zero_shot.mean_acc.pruned, 3)],
+    ["took", (r) => (r.seconds_total ? duration(r.seconds_total) : "")], ["device", (r) => r.device],
+    ["gates", (r) => (r.gates ? (r.gates.passed ? "passed" : "failed") : "none")],
+  ];
+  return { lines, datasets };
+}
+
+async function compareJobs(ids) {
+  let page;
+  try {
+    page = await api(`/v1/jobs/compare?ids=${ids.map(encodeURIComponent).join(",")}`);
+  } catch (err) {
+    return banner(`Could not compare: ${err.message}`);
+  }
+  const rows = page.data;
+  const { lines, datasets } = compareLines(rows);
+  $("#compare-table thead tr").replaceChildren(el("th", ""), ...rows.map((r) => el("th", r.id)));
+  $("#compare-table tbody").replaceChildren(...lines.map(([name, cell]) => {
+    const tr = row([el("th", name), ...rows.map((r) => el("td", cell(r)))]);
+    tr.dataset.line = name;
+    return tr;
+  }));
+  const charts = datasets.length ? [Charts.bars("compare-ppl", {
+    title: "Pruned perplexity", yLabel: "ppl", groups: datasets,
+    series: rows.map((r) => ({ name: r.id, values: datasets.map((d) => (r.perplexity[d] ? r.perplexity[d].pruned : null)) })),
+  })] : [];
+  $("#compare-charts").replaceChildren(...charts);
+  $("#detail").hidden = true;
+  $("#new-job").hidden = true;
+  $("#compare").hidden = false;
+}

@@ -69,6 +69,21 @@ def list_jobs(request: Request, s: Session = Depends(session), p: Principal = De
     return wire.JSON(wire.page([wire.job(j) for j in rows], more))
 
 
+@router.get("/compare", response_model=Page)
+def compare_jobs(s: Session = Depends(session), p: Principal = Depends(require("jobs:read")),
+                 ids: str = Query(..., max_length=1000, description="2 to 10 job ids, comma-separated")):
+    """The jobs side by side, in the order given: method, settings, perplexity, zero-shot, time,
+    gates. A job not finished yet is listed with what it has so far."""
+    from ..compare import MAX_JOBS, row
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    if not 2 <= len(set(wanted)) == len(wanted) <= MAX_JOBS:
+        message = f"give 2 to {MAX_JOBS} different job ids, comma-separated"
+        raise Problem(422, "validation-error", "Request is not valid", f"ids: {message}",
+                      errors=[{"field": "ids", "message": message}])
+    return wire.JSON(wire.page([row(load_job(s, p, job_id)) for job_id in wanted], False))
+
+
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, s: Session = Depends(session), p: Principal = Depends(require("jobs:read"))):
     return wire.JSON(wire.job(load_job(s, p, job_id)))

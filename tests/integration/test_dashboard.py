@@ -369,3 +369,28 @@ def test_a_sweep_draws_its_curve(page, service):
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.setting)") == ["0.3", "0.6", "2:4"]
     expect(rows.nth(2)).to_contain_text("points/2-of-4/model")
     expect(page.locator(f"#jobs tbody tr[data-id='{job['id']}']")).to_contain_text("sweep 0.3, 0.6, 2:4")
+
+
+def test_compare_two_jobs_side_by_side(page, service):
+    a = service.wait(service.submit("tiny", BODY))
+    b = service.wait(service.submit("tiny", {**BODY, "method": "sparsegpt", "sparsity": 0.6}))
+    assert a["status"] == b["status"] == "succeeded"
+    api = service.http.get(f"/v1/jobs/compare?ids={a['id']},{b['id']}").json()["data"]
+    assert [r["id"] for r in api] == [a["id"], b["id"]] and [r["method"] for r in api] == ["wanda", "sparsegpt"]
+    assert api[1]["perplexity"]["wikitext2"]["pruned"] == b["result"]["perplexity"]["wikitext2"]["pruned"]
+    assert service.http.get(f"/v1/jobs/compare?ids={a['id']}").status_code == 422  # one job is no comparison
+    assert service.http.get(f"/v1/jobs/compare?ids={a['id']},pj_missing").status_code == 404
+
+    page.reload()
+    for job in (a, b):
+        page.locator(f"#jobs tbody tr[data-id='{job['id']}'] input[type=checkbox]").check()
+    page.click("#compare-button")
+    expect(page.locator("#compare")).to_be_visible()
+    heads = page.locator("#compare-table thead th").all_text_contents()
+    assert heads == ["", a["id"], b["id"]]
+    method = page.locator("#compare-table tbody tr[data-line='method'] td").all_text_contents()
+    assert method == ["wanda", "sparsegpt"]
+    assert page.locator("#compare-table tbody tr[data-line='target'] td").all_text_contents() == ["50%", "60%"]
+    plotted = _plotted(page, "compare-ppl", "data-value", "rect.bar")
+    assert plotted == pytest.approx([j["result"]["perplexity"]["wikitext2"]["pruned"] for j in (a, b)])
+    assert page.evaluate(NO_COLUMN_CUT) == []
