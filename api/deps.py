@@ -85,12 +85,31 @@ def forget(prefix: str) -> None:
             _verified.pop(digest, None)
 
 
-def require(scope: str):
+def _verify_link(db_url: str, token: str, path: str):
+    with sessionmaker_for(db_url, True)() as s:
+        return keys.verify_link(s, token, path, time.time())
+
+
+async def link_principal(request: Request) -> Principal:
+    """The key behind a download link (`?link=`, db.keys.sign_link), for this very path."""
+    record = await run_in_threadpool(_verify_link, request.app.state.settings.db_url,
+                                     request.query_params["link"], request.url.path)
+    if record is None:
+        raise Problem(401, "unauthorized", "Invalid download link",
+                      "the link is expired, for another path, or its key was revoked; ask for a new one")
+    return Principal(record.tenant_id, record.prefix, frozenset(record.scopes))
+
+
+def require(scope: str, links: bool = False):
     """Dependency factory: the caller's key must carry `scope` (or admin). One dependency, not
-    two nested ones: each level costs FastAPI a resolution pass on every request."""
+    two nested ones: each level costs FastAPI a resolution pass on every request. `links`: a
+    signed download link (`?link=`) may stand in for the key on this GET."""
 
     async def check(request: Request) -> Principal:
-        p = await principal(request)
+        if links and "link" in request.query_params:
+            p = await link_principal(request)
+        else:
+            p = await principal(request)
         if scope not in p.scopes and "admin" not in p.scopes:
             raise Problem(403, "forbidden", "Insufficient scope", f"this call needs the {scope} scope")
         return p

@@ -408,6 +408,12 @@ class DeliveryOut(BaseModel):
     payload: dict[str, Any]
 
 
+class DownloadLink(BaseModel):
+    object: Literal["download_link"] = "download_link"
+    url: str = Field(description="GET it without an Authorization header; relative to the API's base URL")
+    expires_at: Timestamp
+
+
 class Page(BaseModel):
     object: Literal["list"] = "list"
     data: list[Any]

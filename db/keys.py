@@ -3,6 +3,7 @@ secret is 32 random bytes, so a fast hash is enough); the key is shown once, at 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -56,3 +57,36 @@ def verify(session: Session, plaintext: str) -> Optional[ApiKey]:
 
 def revoke(session: Session, record: ApiKey) -> None:
     record.revoked_at = utcnow()
+
+
+# -- download links: a URL that stands in for the Authorization header on one GET ---------------
+# A browser streams a plain link straight to disk, but cannot add a header to it. The link is
+# signed with the sha256 of the key that asked for it (known to the server, never shown), so it
+# needs no shared server secret, dies with the key's revocation, and opens only its own path.
+LINK_SECONDS = 300  # time to start the download; one that started runs to its end
+
+
+def _link_mac(record: ApiKey, path: str, expires: int) -> str:
+    mac = hmac.new(bytes.fromhex(record.secret_hash), f"{record.prefix}|{path}|{expires}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def sign_link(record: ApiKey, path: str, now: float) -> tuple[str, int]:
+    """(the link token for GET `path`, its expiry as a Unix time)."""
+    expires = int(now) + LINK_SECONDS
+    return f"{record.prefix}.{expires}.{_link_mac(record, path, expires)}", expires
+
+
+def verify_link(session: Session, token: str, path: str, now: float) -> Optional[ApiKey]:
+    """The active key that signed `token` for `path`, if the link has not expired; else None."""
+    try:
+        prefix, expires_text, mac = token.split(".")
+        expires = int(expires_text)
+    except ValueError:
+        return None
+    if expires < now:
+        return None
+    record = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if record is None or record.revoked_at is not None:
+        return None
+    return record if hmac.compare_digest(_link_mac(record, path, expires), mac) else None

@@ -389,18 +389,20 @@ async function renderReport(job) {
                                                  layer_seconds: layer.seconds }));
 }
 
-async function download(path, filename) {
-  // fetch, not a plain link: the API key travels in the Authorization header
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
-  if (!response.ok) return banner(`Download failed: ${response.status}`);
-  const url = URL.createObjectURL(await response.blob());
-  const a = el("a");
-  a.href = url;
-  a.download = filename;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
+// A plain link, so the browser streams the file to disk (a 30 GB checkpoint never sits in page
+// memory); the key cannot ride on a link, so the API signs one for this path, valid a few minutes.
+async function download(linkPath, filename) {
+  try {
+    const link = await api(linkPath, { method: "POST" });
+    const a = el("a");
+    a.href = link.url;
+    a.download = filename;
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (err) {
+    banner(`Download failed: ${err.message}`);
+  }
 }
 
 async function renderArtifacts(job) {
@@ -408,10 +410,10 @@ async function renderArtifacts(job) {
   body.replaceChildren();
   const page = await api(`/v1/jobs/${job.id}/artifacts`);
   $("#artifacts-box").hidden = page.data.length === 0;
-  $("#download-all").onclick = () => download(`/v1/jobs/${job.id}/artifacts/archive`, `${job.id}.tar`);
+  $("#download-all").onclick = () => download(`/v1/jobs/${job.id}/artifacts/archive/link`, `${job.id}.tar`);
   for (const artifact of page.data) {
     const cell = el("td");
-    cell.append(button("download", () => download(`/v1/artifacts/${artifact.id}/content`, artifact.name.split("/").pop())));
+    cell.append(button("download", () => download(`/v1/artifacts/${artifact.id}/link`, artifact.name.split("/").pop())));
     const sha = el("td");
     sha.append(el("code", artifact.sha256.slice(0, 16) + "…"));
     sha.title = artifact.sha256;

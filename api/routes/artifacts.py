@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from datetime import datetime, timezone
 import tarfile
 from typing import Optional
 
@@ -18,7 +19,7 @@ from db.models import Artifact
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
 from .. import wire
-from ..schemas import Page
+from ..schemas import DownloadLink, Page
 from .jobs import load_job
 
 router = APIRouter(tags=["artifacts"])
@@ -43,7 +44,8 @@ def list_artifacts(job_id: str, s=Depends(session), p: Principal = Depends(requi
             responses={200: {"content": {"application/x-tar": {}},
                              "description": "every artifact of the job in one uncompressed tar (POSIX pax), each "
                                             "entry carrying its sha256 as the pax header TOPIARY.sha256"}})
-def archive(job_id: str, s=Depends(session), cfg=Depends(settings), p: Principal = Depends(require("jobs:read"))):
+def archive(job_id: str, s=Depends(session), cfg=Depends(settings),
+            p: Principal = Depends(require("jobs:read", links=True))):
     """The whole result as one tar, streamed file by file from the store: memory stays constant
     whatever the model's size, and Content-Length is exact (headers are computed up front)."""
     job = load_job(s, p, job_id)
@@ -93,7 +95,8 @@ def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:
 @router.get("/v1/artifacts/{artifact_id}/content",
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "partial content"},
                        307: {"description": "redirect to a short-lived presigned URL (S3 storage)"}})
-def download(artifact_id: str, s=Depends(session), cfg=Depends(settings), p: Principal = Depends(require("jobs:read")),
+def download(artifact_id: str, s=Depends(session), cfg=Depends(settings),
+             p: Principal = Depends(require("jobs:read", links=True)),
              range_: Optional[str] = Header(None, alias="range", max_length=200),
              if_range: Optional[str] = Header(None, max_length=200),
              if_none_match: Optional[str] = Header(None, max_length=200)):
@@ -120,6 +123,34 @@ def download(artifact_id: str, s=Depends(session), cfg=Depends(settings), p: Pri
     headers["Content-Length"] = str(end - start + 1 if art.size else 0)
     body = store.read_range(art.location, start, end) if art.size else iter(())
     return StreamingResponse(body, status_code=code, media_type="application/octet-stream", headers=headers)
+
+
+def _link(s, p: Principal, path: str) -> dict:
+    import time
+
+    from db import keys
+    from db.models import ApiKey
+
+    record = s.scalar(select(ApiKey).where(ApiKey.prefix == p.key_prefix))
+    token, expires = keys.sign_link(record, path, time.time())
+    return {"object": "download_link", "url": f"{path}?link={token}",
+            "expires_at": wire.ts(datetime.fromtimestamp(expires, timezone.utc))}
+
+
+@router.post("/v1/artifacts/{artifact_id}/link", response_model=DownloadLink)
+def artifact_link(artifact_id: str, s=Depends(session), p: Principal = Depends(require("jobs:read"))):
+    """A URL that downloads the artifact without the Authorization header, valid for a few
+    minutes and for this artifact only: what a browser (or curl -O) streams straight to disk."""
+    if s.scalar(select(Artifact.id).where(Artifact.id == artifact_id, Artifact.tenant_id == p.tenant_id)) is None:
+        raise Problem(404, "not-found", "Artifact not found", f"no artifact {artifact_id}")
+    return wire.JSON(_link(s, p, f"/v1/artifacts/{artifact_id}/content"))
+
+
+@router.post("/v1/jobs/{job_id}/artifacts/archive/link", response_model=DownloadLink)
+def archive_link(job_id: str, s=Depends(session), p: Principal = Depends(require("jobs:read"))):
+    """A download link (as for one artifact) for the job's whole archive."""
+    job = load_job(s, p, job_id)
+    return wire.JSON(_link(s, p, f"/v1/jobs/{job.id}/artifacts/archive"))
 
 
 def _b64(hex_digest: str) -> str:

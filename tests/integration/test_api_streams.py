@@ -5,6 +5,8 @@ import os
 import threading
 import time
 
+from sqlalchemy import select
+
 from service_fixtures import MINIMAL
 
 
@@ -106,6 +108,45 @@ def test_artifacts_download_with_ranges_and_report(client, make_key, db_url, set
     assert client.get(url, headers={**auth, "If-None-Match": full.headers["etag"]}).status_code == 304
     assert client.get(url, headers=make_key()).status_code == 404  # another tenant
     assert client.get(f"/v1/jobs/{job_id}/report", headers=auth).json()["sparsity_achieved"] == 0.5
+
+
+def test_download_links_stand_in_for_the_key_on_their_own_path(client, make_key, db_url, settings, tmp_path):
+    """What the dashboard hands the browser: a signed link that streams without a header, for
+    one path, until it expires or its key is revoked."""
+    import tarfile
+    from io import BytesIO
+
+    from db import keys
+    from db.engine import sessionmaker_for
+    from db.models import ApiKey
+
+    auth = make_key()
+    job_id = client.post("/v1/jobs", json=MINIMAL, headers=auth).json()["id"]
+    payload = _publish_fake_output(settings, db_url, job_id, _tenant(db_url, auth), tmp_path)
+    art, report = client.get(f"/v1/jobs/{job_id}/artifacts", headers=auth).json()["data"]
+    link = client.post(f"/v1/artifacts/{art['id']}/link", headers=auth).json()
+    assert link["object"] == "download_link" and link["url"].startswith(f"/v1/artifacts/{art['id']}/content?link=")
+    got = client.get(link["url"])  # no Authorization header
+    assert got.status_code == 200 and got.content == payload
+    assert client.get(link["url"], headers={"Range": "bytes=0-9"}).content == payload[:10]
+    token = link["url"].split("link=")[1]
+    other = client.get(f"/v1/artifacts/{report['id']}/content?link={token}")  # another file: refused
+    assert other.status_code == 401 and other.json()["title"] == "Invalid download link"
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert client.get(f"/v1/artifacts/{art['id']}/content?link={tampered}").status_code == 401
+    archive = client.post(f"/v1/jobs/{job_id}/artifacts/archive/link", headers=auth).json()
+    with tarfile.open(fileobj=BytesIO(client.get(archive["url"]).content)) as tar:
+        assert tar.getnames() == ["model/weights.bin", "report.json"]
+    assert client.post(f"/v1/artifacts/{art['id']}/link", headers=make_key()).status_code == 404  # another tenant
+    with sessionmaker_for(db_url)() as s:
+        record = s.scalar(select(ApiKey).where(ApiKey.prefix == token.split(".")[0]))
+        path = f"/v1/artifacts/{art['id']}/content"
+        old, _ = keys.sign_link(record, path, time.time() - keys.LINK_SECONDS - 1)
+        assert keys.verify_link(s, old, path, time.time()) is None  # expired
+        keys.revoke(s, record)
+        s.commit()
+    assert client.get(f"/v1/artifacts/{art['id']}/content?link={old}").status_code == 401
+    assert client.get(link["url"]).status_code == 401  # revoked with its key
 
 
 def test_register_models_inside_allowed_roots_only(client, make_key, settings, tmp_path):

@@ -97,6 +97,7 @@ def test_submit_follow_and_read_the_report(page, service):
     with page.expect_download() as fetched:  # "download all": the job's archive, every file in one tar
         page.click("#download-all")
     assert fetched.value.suggested_filename == f"{job_id}.tar"
+    assert "/artifacts/archive?link=" in fetched.value.url  # streamed by the browser from a signed link, no blob
     with tarfile.open(fetched.value.path()) as tar:
         assert sorted(tar.getnames()) == sorted(names)
     assert page.locator(f"#jobs tbody tr[data-id='{job_id}'] .status").text_content() == "succeeded"
