@@ -57,6 +57,7 @@ class Progress:
     # OWL's measuring pass and a resumed run's replayed blocks are not layer time.
     pace: Optional[tuple[int, float]] = None
     point: Optional[str] = None  # in a sweep: "2 of 5 (0.6)"
+    step: Optional[tuple[int, int, str]] = None  # inside a stage without layers: (done, total, of what)
 
     @property
     def eta_seconds(self) -> Optional[float]:

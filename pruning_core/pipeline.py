@@ -63,12 +63,14 @@ def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow
         ids = tokenizer(data.eval_text(name, root, allow_download), return_tensors="pt").input_ids[0]
         # every batch reports, so a cancel is honoured between windows, not after the dataset
         value, windows = perplexity(model, ids, seqlen, spec.limit, device, source=source,
-                                    progress=lambda *_, d=done: notify(Progress(stage, d, steps)))
+                                    progress=lambda rows, total, d=done, n=name: notify(
+                                        Progress(stage, d, steps, step=(rows, total, f"{n} windows"))))
         ppl[name] = {"ppl": value, "windows": windows, "seqlen": seqlen}
     tasks = {}
     if spec.tasks:
         tasks = zeroshot.zero_shot(model, tokenizer, spec.tasks, device, root, spec.task_limit,
-                                   lambda done, _: notify(Progress(stage, len(spec.datasets) + done, steps)),
+                                   lambda done, _: notify(Progress(stage, len(spec.datasets) + done, steps,
+                                                                   step=(done, len(spec.tasks), "zero-shot tasks"))),
                                    source=source)
     return {"ppl": ppl, "tasks": tasks}
 

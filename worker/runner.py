@@ -157,6 +157,9 @@ class Runner:
             out["eta_seconds"] = round(p.eta_seconds, 1) if p.eta_seconds is not None else None
         if p.point is not None:
             out["point"] = p.point
+        out.pop("step", None)
+        if p.step is not None:  # evaluation's windows and tasks: progress where no layer moves
+            out["step"] = {"done": p.step[0], "total": p.step[1], "what": p.step[2]}
         if p.layer is not None:
             out.update(layer=p.layer.name, rel_error=p.layer.rel_error, sparsity=p.layer.sparsity,
                        target=p.layer.target, layer_seconds=round(p.layer.seconds, 4))

@@ -318,7 +318,8 @@ function renderSummary(job) {
   $("#progress-bar").value = done ? 100 : p.percent || 0;
   const parts = [p.stage || job.status];
   if (p.point) parts.push(`point ${p.point}`);
-  if (p.layers_total) parts.push(`layer ${p.layers_done} of ${p.layers_total}`);
+  if (p.step && !TERMINAL.has(job.status)) parts.push(`${p.step.what} ${p.step.done} of ${p.step.total}`);
+  else if (p.layers_total) parts.push(`layer ${p.layers_done} of ${p.layers_total}`);
   if (p.eta_seconds !== undefined && p.eta_seconds !== null && !TERMINAL.has(job.status)) parts.push(`about ${duration(p.eta_seconds, true)} left`);
   $("#progress-text").textContent = parts.join(" · ");
   const error = $("#error-box");

@@ -40,7 +40,22 @@ def test_a_sweep_prunes_each_point_and_reports_the_curve(tiny_model_dir, tmp_pat
     groups = nm.model.layers[1].mlp.up_proj.weight.reshape(-1, 4)  # (rows*cols/4, 4): the 2:4 groups
     assert torch.all((groups != 0).sum(dim=1) <= 2)
 
+    windows = [p.step for p in seen if p.stage == "evaluating" and p.step]
+    assert windows and windows[-1] == (2, 2, "wikitext2 windows")  # evaluation shows its own progress
+
     pruning = [p for p in seen if p.stage == "pruning"]
     assert pruning[-1].layers_done == pruning[-1].layers_total == 3 * 14  # 3 points x 2 blocks x 7 layers
     assert pruning[-1].point == "3 of 3 (2:4)"
     assert [p.layers_done for p in pruning] == sorted(p.layers_done for p in pruning)
+
+
+def test_the_worker_records_evaluation_steps_and_drops_them_after(tmp_path):
+    from db.settings import Settings
+    from pruning_core.driver import Progress
+    from worker.runner import Runner
+
+    runner = Runner(Settings(home=tmp_path), "pj_x", "me")
+    before = {"layers_done": 14, "layers_total": 14, "percent": 100.0}
+    out = runner._progress_dict(Progress("evaluating", 0, 1, step=(8, 64, "wikitext2 windows")), before)
+    assert out["step"] == {"done": 8, "total": 64, "what": "wikitext2 windows"} and out["layers_done"] == 14
+    assert "step" not in runner._progress_dict(Progress("saving", 0, 0), out)
