@@ -548,6 +548,7 @@ function showOptions() {
   const box = $("#method-options");
   box.replaceChildren(el("legend", method.options.length ? "options (empty: default)" : "no options"),
                       ...method.options.map(optionInput));
+  $("#quant-fields").hidden = !method.joint_quantization;  // the registry says which methods quantize
 }
 
 function chosenOptions(form) {
@@ -613,14 +614,26 @@ async function submitJob(event) {
   event.preventDefault();
   const f = event.target.elements;
   const body = {
-    model: f.model.value, method: f.method.value,
-    calibration: { source: f.source.value, nsamples: Number(f.nsamples.value), seqlen: Number(f.seqlen.value), seed: 0 },
+    model: f.model.value, method: f.method.value, dtype: f.dtype.value, device: f.device.value.trim() || "auto",
+    calibration: { source: f.source.value, nsamples: Number(f.nsamples.value), seqlen: Number(f.seqlen.value),
+                   seed: Number(f.seed.value || 0) },
     evaluation: { datasets: [...f.eval.selectedOptions].map((o) => o.value) },
   };
   const options = chosenOptions(event.target);
   if (Object.keys(options).length) body.options = options;
-  if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
+  const sweep = f.sweep.value.split(",").map((v) => v.trim()).filter(Boolean);
+  if (sweep.length) body.sweep = sweep.map((v) => (v.includes(":") ? v : Number(v)));
+  else if (f.pattern.value.trim()) body.pattern = f.pattern.value.trim();
   else body.sparsity = Number(f.sparsity.value);
+  if (!$("#quant-fields").hidden && f.bits.value) {
+    body.quantize = { bits: Number(f.bits.value), format: f.quant_format.value };
+    if (f.group_size.value) body.quantize.group_size = Number(f.group_size.value);
+  }
+  const gates = {};
+  for (const name of ["max_ppl_ratio", "max_ppl", "min_zero_shot_retained", "max_regression"]) {
+    if (f[name].value !== "") gates[name] = Number(f[name].value);
+  }
+  if (Object.keys(gates).length) body.gates = gates;
   const profile = chosenProfile(f);
   if (profile) body.sparsity_profile = profile;
   if (f.limit.value) body.evaluation.limit = Number(f.limit.value);

@@ -395,3 +395,40 @@ def test_compare_two_jobs_side_by_side(page, service):
     plotted = _plotted(page, "compare-ppl", "data-value", "rect.bar")
     assert plotted == pytest.approx([j["result"]["perplexity"]["wikitext2"]["pruned"] for j in (a, b)])
     assert page.evaluate(NO_COLUMN_CUT) == []
+
+
+def test_the_form_sends_quantization_dtype_device_seed_and_gates(page, service):
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.select_option("#job-form select[name=method]", "wanda")
+    expect(page.locator("#quant-fields")).to_be_hidden()  # wanda has no joint quantization
+    page.select_option("#job-form select[name=model]", "tiny")
+    page.select_option("#job-form select[name=method]", "sparsegpt")
+    expect(page.locator("#quant-fields")).to_be_visible()
+    page.select_option("#job-form select[name=bits]", "4")
+    page.fill("#job-form input[name=group_size]", "16")
+    page.select_option("#job-form select[name=dtype]", "float32")
+    page.fill("#job-form input[name=device]", "cpu")
+    page.fill("#job-form input[name=seed]", "7")
+    page.fill("#job-form input[name=nsamples]", "4")
+    page.fill("#job-form input[name=seqlen]", "32")
+    page.fill("#job-form input[name=limit]", "2")
+    page.fill("#job-form input[name=max_ppl_ratio]", "1000")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#detail:not([hidden])")
+    expect(page.locator("#detail-title")).to_have_text(re.compile(r"^pj_"))
+    spec = service.job(page.text_content("#detail-title"))["spec"]
+    assert spec["method"] == "sparsegpt" and spec["quantize"] == {"bits": 4, "group_size": 16, "format": "packed"}
+    assert (spec["dtype"], spec["device"], spec["calibration"]["seed"]) == ("float32", "cpu", 7)
+    assert spec["gates"] == {"max_ppl_ratio": 1000.0}
+    expect(page.locator("#summary")).to_contain_text("ppl ratio ≤ 1000")
+
+
+def test_a_bad_sweep_from_the_form_names_its_point(page):
+    page.click("#new-job-button")
+    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
+    page.select_option("#job-form select[name=method]", "wanda")
+    page.fill("#job-form input[name=sweep]", "0.5, 1.5")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_selector("#form-errors:not([hidden])")
+    assert "sweep[1]: must be a number in [0, 1)" in page.text_content("#form-errors")
