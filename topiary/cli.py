@@ -120,6 +120,41 @@ def _summary(report: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+def _gates(pairs: List[str]) -> dict:
+    """--gate NAME=LIMIT pairs -> the spec's gates object (its checks name a bad one)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            fail(f"--gate: expected NAME=NUMBER, got {pair!r}")
+        if not sep:
+            fail(f"--gate: expected NAME=NUMBER, got {pair!r}")
+    return out
+
+
+def _baseline(path: Optional[Path], job) -> Optional[dict]:
+    """The report max_regression compares with: required by that gate, refused without it."""
+    wants = job.gates is not None and "max_regression" in job.gates.active
+    if wants != (path is not None):
+        fail("--gate max_regression needs --baseline REPORT.json (the run it compares with), and --baseline that gate")
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"--baseline {path}: {exc}")
+
+
+def _sweep_summary(report: dict, out: Path) -> str:
+    lines = [f"sweep       {report['method']} at {', '.join(report['sweep'])} ({report['seconds_total']:.1f}s in all)"]
+    for p in report["points"]:
+        ppl = ", ".join(f"{name} {r['pruned']:.3f}" for name, r in p["perplexity"].items())
+        lines.append(f"{p['setting']:<12}sparsity {p['sparsity_achieved']:.4f}  {ppl}  -> {out}/{p['path']}/model")
+    return "\n".join(lines)
+
+
 @app.command()
 def prune(
     model: str = typer.Option("smollm2-135m", help="Bundled name (smollm2-135m), model directory, .gguf file, or hub id."),
@@ -134,6 +169,12 @@ def prune(
     sparsity_rule: List[str] = typer.Option([], "--sparsity-rule", help="REGEX=SPARSITY (repeatable, first match wins): "
                                             "layers whose name matches get that sparsity (0: dense); the others share "
                                             "the rest so the global target holds."),
+    sweep: Optional[str] = typer.Option(None, help="Prune at each of these settings instead of one, comma-separated "
+                                        "sparsities and N:M patterns (e.g. 0.4,0.5,0.6,2:4): one checkpoint per point "
+                                        "under --out/points/, the dense evaluation shared."),
+    gate: List[str] = typer.Option([], "--gate", help="Quality gate NAME=LIMIT (repeatable): max_ppl_ratio, max_ppl, "
+                                   "min_zero_shot_retained, max_regression (needs --baseline). A broken gate: exit 3."),
+    baseline: Optional[Path] = typer.Option(None, help="report.json of the run max_regression compares with."),
     option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
     quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
     group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
@@ -175,8 +216,11 @@ def prune(
                            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
             "dtype": dtype, "device": device,
             "sparsity_profile": _profile(sparsity_profile, owl_m, owl_lambda, sparsity_rule),
+            "sweep": [v.strip() for v in sweep.split(",") if v.strip()] if sweep else None,
+            "gates": _gates(gate) or None,
         }
         job = JobSpec.from_dict(body, text_options=True)
+        previous = _baseline(baseline, job)
     except TopiaryError as exc:
         fail(str(exc))
     if estimate:
@@ -186,15 +230,22 @@ def prune(
     if out is None:
         fail("missing option --out (the output directory)")
 
-    from pruning_core import pipeline
+    from pruning_core import pipeline, sweep as sweeps
+    from pruning_core.spec import gates as quality
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         # run() checks the model, the data files and --out (pipeline.preflight) before it loads anything
-        report = pipeline.run(job, out, _Bar(quiet), data_dir, allow_download)
+        report = (sweeps.run if job.sweep else pipeline.run)(job, out, _Bar(quiet), data_dir, allow_download)
     except (TopiaryError, FileExistsError) as exc:
         fail(str(exc))
-    typer.echo(_summary(report, out))
+    typer.echo(_sweep_summary(report, out) if job.sweep else _summary(report, out))
+    verdict = quality.verdict(job.gates, report, previous, str(baseline) if baseline else None)
+    if verdict is not None:
+        for check in verdict["checks"]:
+            typer.echo(f"gate        {'pass' if check['passed'] else 'FAIL'}  {check['message']}")
+        if not verdict["passed"]:
+            raise typer.Exit(3)
 
 
 @app.command()

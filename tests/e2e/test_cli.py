@@ -58,6 +58,12 @@ BAD_INPUT = [  # (arguments, what the one line must say): every case the issue l
     (["--pattern", "2:4", "--sparsity-profile", "owl"], "sparsity_profile.kind: owl varies sparsity per layer"),
     (["--quantized-format", "dense"], "quantize.format: needs quantization"),
     (["--method", "sparsegpt", "--quantize", "int4", "--group-size", "100"], "quantize.group_size: 100 does not divide"),
+    (["--sweep", "0.4"], "sweep: must be a list of 2 to 16"),
+    (["--sweep", "0.4,0.5", "--sparsity", "0.6"], "sweep: give the settings in sweep alone"),
+    (["--gate", "max_ppl_ratio=x"], "--gate: expected NAME=NUMBER"),
+    (["--gate", "max_ppl_ratio=0.5"], "gates.max_ppl_ratio: must be >= 1"),
+    (["--gate", "max_regression=0.02", "--eval", "wikitext2"], "--gate max_regression needs --baseline"),
+    (["--gate", "max_ppl=50"], "gates.max_ppl: needs a perplexity dataset"),
 ]
 
 
@@ -145,6 +151,28 @@ def test_tiny_model_end_to_end(tmp_path, tiny_model_dir):
     assert report["calibration"] == {"source": "c4", "nsamples": 4, "seqlen": 32, "seed": 0}
     assert set(report["versions"]) >= {"torch", "transformers", "topiary"}
     assert all({"name", "sparsity", "rel_error", "seconds"} <= set(layer) for layer in report["layers"])
+
+
+def test_sweep_and_gates_end_to_end(tmp_path, tiny_model_dir):
+    """A sweep prints its curve and writes a checkpoint per point; a broken gate exits 3 after the
+    work is written; a regression gate against an identical run passes."""
+    common = ["--model", str(tiny_model_dir), "--method", "magnitude", "--eval", "wikitext2", "--eval-limit", "2",
+              "--seqlen", "32"]
+    proc = topiary("prune", *common, "--sweep", "0.3,2:4", "--out", str(tmp_path / "sweep"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "sweep" / "report.json").read_text())
+    assert [p["setting"] for p in report["points"]] == ["0.3", "2:4"]
+    assert f"{tmp_path / 'sweep'}/points/2-of-4/model" in proc.stdout
+    assert (tmp_path / "sweep" / "points" / "0.3" / "model" / "config.json").exists()
+
+    proc = topiary("prune", *common, "--gate", "max_ppl=1", "--out", str(tmp_path / "gated"))
+    assert proc.returncode == 3, proc.stderr
+    assert "gate        FAIL  max_ppl on wikitext2:" in proc.stdout
+    assert (tmp_path / "gated" / "model" / "config.json").exists()  # the work is kept
+    proc = topiary("prune", *common, "--gate", "max_regression=0", "--baseline", str(tmp_path / "gated" / "report.json"),
+                   "--out", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stderr
+    assert "gate        pass  max_regression on wikitext2: 0 meets" in proc.stdout
 
 
 def test_owl_profile_end_to_end(tmp_path, tiny_model_dir):
