@@ -24,13 +24,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class Protocol:
     """Loads the model once; hands out fresh dense copies, the calibration ids and eval ids."""
 
-    def __init__(self, nsamples: int = 64, seqlen: int = 512, windows: int = 64, seed: int = 0):
+    def __init__(self, nsamples: int = 64, seqlen: int = 512, windows: int = 64, seed: int = 0, split: str = "test"):
         self.nsamples, self.seqlen, self.windows, self.seed = nsamples, seqlen, windows, seed
+        self.split = split
         self.model, self.tokenizer = models.load("smollm2-135m", "float32")
         self.dense_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         tokenize = lambda text: self.tokenizer(text).input_ids  # noqa: E731  (default settings)
         self.calib = data.calibration_ids("c4", tokenize, nsamples, seqlen, seed)  # [nsamples, seqlen]
-        self.eval_ids = self.tokenizer(data.eval_text("wikitext2"), return_tensors="pt").input_ids[0]
+        # "valid": WikiText-2's validation text, read as is like the test text, for choosing knobs
+        # without looking at the windows the tables report
+        text = data.eval_text("wikitext2") if split == "test" else \
+            (data.data_dir() / data.CALIB_FILES["wikitext2"][0]).read_text(encoding="utf-8")
+        self.eval_ids = self.tokenizer(text, return_tensors="pt").input_ids[0]
 
     def fresh_model(self):
         """The dense model, restored in place (cheaper than reloading)."""
@@ -44,7 +49,7 @@ class Protocol:
         return {
             "model": "smollm2-135m (float32)",
             "calibration": f"{self.nsamples}x{self.seqlen} c4 seed {self.seed}",
-            "eval": f"wikitext2 test, first {self.windows} windows of {self.seqlen}",
+            "eval": f"wikitext2 {self.split}, first {self.windows} windows of {self.seqlen}",
             "eval_tokens_total": int(self.eval_ids.numel()),
             "threads": torch.get_num_threads(),
             "cpu": cpu_model(),
