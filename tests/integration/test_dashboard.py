@@ -66,11 +66,16 @@ def page(browser, service):
     assert errors == []  # no uncaught script error on the way
 
 
-def test_submit_follow_and_read_the_report(page, service):
+def open_form(page, method: str) -> None:
+    """The new-job form with the tiny model and `method` chosen (the form defaults to alps)."""
     page.click("#new-job-button")
     page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
     page.select_option("#job-form select[name=model]", "tiny")
-    page.select_option("#job-form select[name=method]", "wanda")  # the form defaults to alps
+    page.select_option("#job-form select[name=method]", method)
+
+
+def test_submit_follow_and_read_the_report(page, service):
+    open_form(page, "wanda")  # the form defaults to alps
     page.fill("#job-form input[name=sparsity]", "0.5")
     page.fill("#job-form input[name=nsamples]", str(BODY["calibration"]["nsamples"]))
     page.fill("#job-form input[name=seqlen]", str(BODY["calibration"]["seqlen"]))
@@ -106,10 +111,7 @@ def test_submit_follow_and_read_the_report(page, service):
 def test_a_profile_from_the_form_shows_each_layers_target(page, service):
     """OWL with a rule, chosen in the form; the report view lists every layer's target and
     achieved sparsity, and the summary names the profile with its knobs."""
-    page.click("#new-job-button")
-    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
-    page.select_option("#job-form select[name=model]", "tiny")
-    page.select_option("#job-form select[name=method]", "wanda")
+    open_form(page, "wanda")
     page.fill("#job-form input[name=sparsity]", "0.6")
     page.select_option("#job-form select[name=profile]", "owl")
     page.fill("#job-form input[name=owl_lambda]", "0.1")
@@ -151,14 +153,21 @@ def test_a_page_without_a_key_says_how_to_get_one(browser, service):
     context.close()
 
 
-def test_bad_profile_is_shown_next_to_the_form(page):
-    page.click("#new-job-button")
-    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
-    page.select_option("#job-form select[name=model]", "tiny")
-    page.fill("#job-form textarea[name=rules]", "no_such_layer=0")
+BAD_FORMS = [  # (fields to fill, what the error next to the form must name)
+    ({"input[name=pattern]": "5:4"}, "pattern"),
+    ({"textarea[name=rules]": "no_such_layer=0"}, "sparsity_profile.rules[0].match"),
+    ({"input[name=sweep]": "0.5, 1.5"}, "sweep[1]: must be a number in [0, 1)"),
+]
+
+
+@pytest.mark.parametrize("fields, needle", BAD_FORMS)
+def test_bad_input_is_shown_next_to_the_form(page, fields, needle):
+    open_form(page, "wanda")
+    for selector, value in fields.items():
+        page.fill(f"#job-form {selector}", value)
     page.click("#job-form button[type=submit]")
     page.wait_for_selector("#form-errors:not([hidden])")
-    assert "sparsity_profile.rules[0].match" in page.text_content("#form-errors")
+    assert needle in page.text_content("#form-errors")
 
 
 def test_live_layers_then_cancel(page, service):
@@ -178,15 +187,6 @@ def test_live_layers_then_cancel(page, service):
     page.click("#delete")
     expect(page.locator("#detail")).to_be_hidden()
     assert service.http.get(f"/v1/jobs/{job_id}").status_code == 404
-
-
-def test_bad_input_is_shown_next_to_the_form(page):
-    page.click("#new-job-button")
-    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
-    page.fill("#job-form input[name=pattern]", "5:4")
-    page.click("#job-form button[type=submit]")
-    page.wait_for_selector("#form-errors:not([hidden])")
-    assert "pattern" in page.text_content("#form-errors")
 
 
 def test_method_options_come_from_the_registry_and_are_checked(page):
@@ -398,11 +398,8 @@ def test_compare_two_jobs_side_by_side(page, service):
 
 
 def test_the_form_sends_quantization_dtype_device_seed_and_gates(page, service):
-    page.click("#new-job-button")
-    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
-    page.select_option("#job-form select[name=method]", "wanda")
+    open_form(page, "wanda")
     expect(page.locator("#quant-fields")).to_be_hidden()  # wanda has no joint quantization
-    page.select_option("#job-form select[name=model]", "tiny")
     page.select_option("#job-form select[name=method]", "sparsegpt")
     expect(page.locator("#quant-fields")).to_be_visible()
     page.select_option("#job-form select[name=bits]", "4")
@@ -422,13 +419,3 @@ def test_the_form_sends_quantization_dtype_device_seed_and_gates(page, service):
     assert (spec["dtype"], spec["device"], spec["calibration"]["seed"]) == ("float32", "cpu", 7)
     assert spec["gates"] == {"max_ppl_ratio": 1000.0}
     expect(page.locator("#summary")).to_contain_text("ppl ratio ≤ 1000")
-
-
-def test_a_bad_sweep_from_the_form_names_its_point(page):
-    page.click("#new-job-button")
-    page.wait_for_selector("#job-form select[name=model] option[value=tiny]", state="attached")
-    page.select_option("#job-form select[name=method]", "wanda")
-    page.fill("#job-form input[name=sweep]", "0.5, 1.5")
-    page.click("#job-form button[type=submit]")
-    page.wait_for_selector("#form-errors:not([hidden])")
-    assert "sweep[1]: must be a number in [0, 1)" in page.text_content("#form-errors")
