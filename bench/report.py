@@ -307,7 +307,7 @@ def service() -> str:
     return "\n\n".join(parts)
 
 
-OWL_RUNS = ("quality_owl.json", "quality_owl_6080.json")  # the 70% rows, then the 60% and 80% ones
+OWL_RUNS = ("quality_owl.json", "quality_owl_6080.json", "quality_owl_80.json")  # the 70%, 60% and 80% rows
 
 
 def owl(names: tuple[str, ...] = OWL_RUNS) -> str:
