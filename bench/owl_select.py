@@ -4,6 +4,10 @@ calibration, each (M, λ) of a grid (λ = 0 is the uniform profile), the best va
 perplexity wins.
 
     .venv/bin/python bench/owl_select.py --method alps --sparsity 0.7 --lambdas 0,0.08,0.16,0.24 --ms 5
+    .venv/bin/python bench/owl_select.py --lambdas 0.08 --ms 5,10 --statistics sample_norms,norms
+
+`--statistics` also compares how ‖x_j‖ in OWL's scores is measured: "sample_norms" (the default:
+the mean of per-sample norms, llm-compressor's) or "norms" (the all-token norm of the paper's code).
 
 Prints a table and writes bench/results/owl_select.json (the rows and the choice).
 """
@@ -11,6 +15,7 @@ Prints a table and writes bench/results/owl_select.json (the rows and the choice
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -18,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Protocol, code_version, print_table, timed, write_json  # noqa: E402
 
-from pruning_core import PruneSpec, prune_model  # noqa: E402
+from pruning_core import PruneSpec, driver, prune_model  # noqa: E402
+from pruning_core.profiles import OWL_NORMS, owl_ratios  # noqa: E402
 from pruning_core.spec import CalibrationSpec, SparsityProfile  # noqa: E402
 
 
@@ -28,16 +34,20 @@ def main() -> None:
     ap.add_argument("--sparsity", type=float, default=0.7)
     ap.add_argument("--lambdas", default="0,0.08,0.16,0.24", help="comma-separated; 0 = uniform")
     ap.add_argument("--ms", default="5", help="comma-separated outlier thresholds M")
+    ap.add_argument("--statistics", default="sample_norms", help=f"comma-separated, from {', '.join(OWL_NORMS)}")
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--windows", type=int, default=64)
     ap.add_argument("--out", default="owl_select.json")
     args = ap.parse_args()
     proto = Protocol(args.nsamples, args.seqlen, args.windows, split="valid")
-    grid = [(0.0, None)] if "0" in args.lambdas.split(",") else []
-    grid += [(float(lam), float(m)) for lam in args.lambdas.split(",") if float(lam) > 0 for m in args.ms.split(",")]
+    grid = [(0.0, None, None)] if "0" in args.lambdas.split(",") else []
+    grid += [(float(lam), float(m), stat) for lam in args.lambdas.split(",") if float(lam) > 0
+             for m in args.ms.split(",") for stat in args.statistics.split(",")]
     rows = []
-    for lam, m in grid:
+    for lam, m, stat in grid:
+        if stat is not None:  # the driver's OWL pass, measuring ‖x_j‖ this way
+            driver.owl_ratios = functools.partial(owl_ratios, statistic=stat)
         profile = SparsityProfile("owl", m, lam) if lam > 0 else SparsityProfile()
         spec = PruneSpec(args.method, sparsity=args.sparsity, profile=profile,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
@@ -45,18 +55,19 @@ def main() -> None:
         result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
         ppl = proto.ppl(model)
         rows.append({"method": args.method, "sparsity": args.sparsity, "profile": profile.kind, "owl_m": m,
-                     "owl_lambda": lam, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})
-        print(f"  {args.method} {args.sparsity} {profile.kind} M={m} λ={lam}: valid ppl {ppl:.3f} ({seconds:.0f}s)",
+                     "owl_lambda": lam, "statistic": stat, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})
+        print(f"  {args.method} {args.sparsity} {profile.kind} M={m} λ={lam} {stat or ''}: valid ppl {ppl:.3f} ({seconds:.0f}s)",
               flush=True)
         write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows, "chosen": None})
     owl = [r for r in rows if r["profile"] == "owl"]
     chosen = min(owl, key=lambda r: r["valid_ppl"]) if owl else None
-    print_table(["profile", "M", "λ", "valid ppl", "seconds"],
-                [[r["profile"], r["owl_m"], r["owl_lambda"], f"{r['valid_ppl']:.3f}", f"{r['seconds']:.0f}"] for r in rows])
+    print_table(["profile", "M", "λ", "statistic", "valid ppl", "seconds"],
+                [[r["profile"], r["owl_m"], r["owl_lambda"], r["statistic"] or "", f"{r['valid_ppl']:.3f}",
+                  f"{r['seconds']:.0f}"] for r in rows])
     if chosen:
-        print(f"chosen on validation: M={chosen['owl_m']} λ={chosen['owl_lambda']}")
+        print(f"chosen on validation: M={chosen['owl_m']} λ={chosen['owl_lambda']} {chosen['statistic']}")
     write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows,
-                          "chosen": chosen and {"owl_m": chosen["owl_m"], "owl_lambda": chosen["owl_lambda"]}})
+                          "chosen": chosen and {k: chosen[k] for k in ("owl_m", "owl_lambda", "statistic")}})
 
 
 if __name__ == "__main__":

@@ -26,33 +26,45 @@ def layer_slots(block_path: str, blocks: nn.ModuleList, spec: PruneSpec, per_row
     return slots
 
 
-def outlier_ratio(weights: list[torch.Tensor], sqnorms: list[torch.Tensor], m: float) -> float:
+def outlier_ratio(weights: list[torch.Tensor], norms: list[torch.Tensor], m: float) -> float:
     """Percent of a block's scores |W_ij|·‖x_j‖ (all its pruned layers together) above m times
     their mean: OWL's layerwise outlier distribution. Two passes (mean, then count) instead of
     concatenating the scores, which for a 70B block would be gigabytes."""
-    def scores(W: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
-        return W.abs().to(torch.float32) * sq.sqrt().unsqueeze(0)  # [out, in] * [1, in]
+    def scores(W: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        return W.abs().to(torch.float32) * norm.to(torch.float32).unsqueeze(0)  # [out, in] * [1, in]
 
-    pairs = list(zip(weights, sqnorms))
+    pairs = list(zip(weights, norms))
     total = sum(W.numel() for W in weights)
     mean = sum(float(scores(W, sq).sum(dtype=torch.float64)) for W, sq in pairs) / total
     above = sum(int((scores(W, sq) > m * mean).sum()) for W, sq in pairs)
     return 100.0 * above / total
 
 
+# how each statistic kind gives ‖x_j‖ (the stats module owns the accumulators)
+OWL_NORMS: dict[str, Callable] = {
+    "sample_norms": lambda stats: stats.sample_norm,  # mean over samples of the per-sample norm
+    "norms": lambda stats: stats.col_sqnorm.sqrt(),  # root mean square over all tokens
+}
+
+
 def owl_ratios(source, spec: PruneSpec, inputs: BlockInputs, device, store,
-               gather: Callable, run_block: Callable) -> list[float]:
+               gather: Callable, run_block: Callable, statistic: str = "sample_norms") -> list[float]:
     """One dense pass over the blocks: each block's outlier ratio from its input norms, and its
     dense output as the next block's input (as the OWL paper and llm-compressor measure it).
-    Consumes `inputs` (the caller captures block 0's inputs again for pruning)."""
+    ‖x_j‖ is by default the mean over calibration samples of feature j's norm in each sample, as
+    llm-compressor weighs it, rather than the norm over all tokens at once (the OWL paper's code,
+    `statistic="norms"`, kept for bench/owl_select.py): the same M and λ then give
+    llm-compressor's allocation, and the knobs and this statistic were chosen together on
+    validation (README, "Sparsity profiles"). Consumes `inputs` (the caller captures block 0's
+    inputs again for pruning)."""
     ratios = []
     for index in range(len(source.blocks)):
         block = source.open(index, device)
         try:
             linears = target_linears(block, f"{source.block_path}.{index}", spec.ignore)
-            stats = gather(block, linears, inputs, device, store, "norms")
+            stats = gather(block, linears, inputs, device, store, statistic)
             ratios.append(outlier_ratio([lin.weight for lin in linears.values()],
-                                        [stats[name].col_sqnorm for name in linears], spec.profile.owl_m))
+                                        [OWL_NORMS[statistic](stats[name]) for name in linears], spec.profile.owl_m))
             inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)

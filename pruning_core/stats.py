@@ -2,8 +2,10 @@
 
 One accumulator per distinct layer input (q/k/v share one; gate/up share one) sums what the
 method declared it reads (spec.methods): H = Σ x xᵀ (`GramAccumulator`, "gram") or only the
-per-feature Σ x_j² (`NormAccumulator`, "norms", n numbers instead of n²). `LayerStats` is the finished, token-averaged view handed to a
-method, with a small cache so that layers sharing an input also share factorizations.
+per-feature Σ x_j² (`NormAccumulator`, "norms", n numbers instead of n²). OWL's outlier pass reads
+a third kind, the mean over calibration samples of each feature's per-sample norm
+(`SampleNormAccumulator`, "sample_norms"). `LayerStats` is the finished, token-averaged view handed
+to a method, with a small cache so that layers sharing an input also share factorizations.
 """
 
 from __future__ import annotations
@@ -49,7 +51,28 @@ class NormAccumulator:
         return LayerStats(H=None, tokens=self.tokens, sqnorm=self.sqsum / max(self.tokens, 1))
 
 
-ACCUMULATORS = {"gram": GramAccumulator, "norms": NormAccumulator}
+class SampleNormAccumulator:
+    """Running Σ_s ‖x_{s,j}‖ over calibration samples s of each feature's norm across that sample's
+    tokens: llm-compressor's OWL statistic, so that the same M and λ give its per-block sparsities."""
+
+    def __init__(self, n: int, device: torch.device):
+        self.norm_sum = torch.zeros(n, dtype=torch.float64, device=device)
+        self.samples = 0
+        self.tokens = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-2], x.shape[-1]).to(torch.float32)  # [samples, tokens, n]
+        per_sample = x.pow(2).sum(dim=1).sqrt()  # [samples, n]
+        self.norm_sum += per_sample.sum(dim=0, dtype=torch.float64)
+        self.samples += per_sample.shape[0]
+        self.tokens += x.shape[0] * x.shape[1]
+
+    def finish(self) -> "LayerStats":
+        return LayerStats(H=None, tokens=self.tokens,
+                          sample_norm=(self.norm_sum / max(self.samples, 1)).to(torch.float32))
+
+
+ACCUMULATORS = {"gram": GramAccumulator, "norms": NormAccumulator, "sample_norms": SampleNormAccumulator}
 
 
 @dataclass
@@ -61,6 +84,7 @@ class LayerStats:
     tokens: int
     mean: Optional[torch.Tensor] = None  # [n] per-feature token mean
     sqnorm: Optional[torch.Tensor] = None  # [n] diag(H) when H itself was not accumulated
+    sample_norm: Optional[torch.Tensor] = None  # [n] mean per-sample feature norm ("sample_norms")
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -94,10 +94,29 @@ def test_owl_gives_the_block_with_planted_outliers_less_sparsity(block):
 
 def test_outlier_ratio_counts_scores_above_m_times_the_mean():
     W = torch.ones(2, 4)
-    sq = torch.tensor([1.0, 1.0, 1.0, 10000.0])  # one feature 100x the others' norm
+    norm = torch.tensor([1.0, 1.0, 1.0, 100.0])  # one feature 100x the others' norm
     # scores 1,1,1,100 per row: mean 25.75; with M=3 only the 100s are outliers (2 of 8)
-    assert outlier_ratio([W], [sq], 3.0) == pytest.approx(25.0)
-    assert outlier_ratio([W], [sq], 5.0) == 0.0
+    assert outlier_ratio([W], [norm], 3.0) == pytest.approx(25.0)
+    assert outlier_ratio([W], [norm], 5.0) == 0.0
+
+
+def test_owl_weighs_scores_by_the_mean_per_sample_norm_whatever_the_batching():
+    from pruning_core.stats import SampleNormAccumulator
+
+    # feature 0: one sample loud (norm 10), one silent; feature 1: both samples at norm 5
+    x = torch.zeros(2, 4, 2)  # [samples, tokens, features]
+    x[0, :, 0] = 5.0
+    x[:, :, 1] = 2.5
+    whole, split = SampleNormAccumulator(2, torch.device("cpu")), SampleNormAccumulator(2, torch.device("cpu"))
+    whole.add(x)
+    split.add(x[:1])
+    split.add(x[1:])
+    for acc in (whole, split):
+        stats = acc.finish()
+        assert stats.sample_norm.tolist() == pytest.approx([5.0, 5.0])  # means of (10, 0) and (5, 5)
+        assert stats.tokens == 8
+    # the all-token norm would rank feature 0 above feature 1 (√100 against √50)
+    assert (x[..., 0] ** 2).sum().sqrt() > (x[..., 1] ** 2).sum().sqrt()
 
 
 def test_planner_clips_and_still_hits_the_target():
