@@ -307,10 +307,21 @@ def service() -> str:
     return "\n\n".join(parts)
 
 
-OWL_RUNS = ("quality_owl.json", "quality_owl_6080.json", "quality_owl_80.json")  # the 70%, 60% and 80% rows
+# (heading, runs): ALPS at the validation-chosen M 10 and the M 5 parity rows, with the per-sample
+# norm statistic; then the first round's rows (all-token norm, M 5 throughout) at 60/70/80%
+OWL_RUNS = (
+    ("per-sample norm statistic (commit 8a34400): ALPS rows M = 10, parity rows M = 5",
+     ("quality_owl_m10.json", "quality_owl_70.json")),
+    ("all-token norm statistic, M = 5 (commits 414680f, e36065a, f634d84)",
+     ("quality_owl.json", "quality_owl_6080.json", "quality_owl_80.json")),
+)
 
 
-def owl(names: tuple[str, ...] = OWL_RUNS) -> str:
+def owl() -> str:
+    return "\n\n".join(f"OWL, {heading}:\n\n{text}" for heading, names in OWL_RUNS if (text := owl_tables(names)))
+
+
+def owl_tables(names: tuple[str, ...]) -> str:
     """Sparsity profiles: ALPS uniform vs ALPS+OWL, and our SparseGPT/Wanda+OWL against
     llm-compressor's own OWL allocation on the same calibration tensors. Each setting's rows come
     from one run (one process), so every ratio compares numbers measured side by side."""
