@@ -310,8 +310,8 @@ def service() -> str:
 # (heading, runs): ALPS at the validation-chosen M 10 and the M 5 parity rows, with the per-sample
 # norm statistic; then the first round's rows (all-token norm, M 5 throughout) at 60/70/80%
 OWL_RUNS = (
-    ("per-sample norm statistic (commit 8a34400): ALPS rows M = 10, parity rows M = 5",
-     ("quality_owl_m10.json", "quality_owl_70.json")),
+    ("per-sample norm statistic (pruning code of commit 8a34400): ALPS rows M = 10, parity rows M = 5",
+     ("quality_owl_m10.json", "quality_owl_70.json", "quality_owl_m10_6080.json", "quality_owl_6080_ps.json")),
     ("all-token norm statistic, M = 5 (commits 414680f, e36065a, f634d84)",
      ("quality_owl.json", "quality_owl_6080.json", "quality_owl_80.json")),
 )
