@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class Spares:
     def __init__(self) -> None:
-        self._spare: Optional[subprocess.Popen] = None
+        self._spare: subprocess.Popen | None = None
 
     def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, "TOPIARY_PARENT_PID": str(os.getpid())}
