@@ -144,6 +144,8 @@ def main() -> None:
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--windows", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="calibration draw (0 is the fixed protocol's; others measure how much a row moves with it)")
     ap.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (both implementations)")
     ap.add_argument("--owl-lambda", type=float, default=0.08, help="OWL spread lambda (both implementations)")
     ap.add_argument("--out", default="quality.json")
@@ -151,7 +153,7 @@ def main() -> None:
     OWL.update(m=args.owl_m, **{"lambda": args.owl_lambda})
     logging.basicConfig(level=logging.WARNING)
 
-    proto = Protocol(args.nsamples, args.seqlen, args.windows)
+    proto = Protocol(args.nsamples, args.seqlen, args.windows, args.seed)
     dense_ppl = proto.ppl(proto.fresh_model())
     rows = [{"setting": "dense", "impl": "-", "method": "dense", "ppl": dense_ppl, "seconds": 0.0, "sparsity": 0.0}]
     print(f"dense ppl {dense_ppl:.3f}", flush=True)
