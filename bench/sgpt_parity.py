@@ -34,7 +34,7 @@ def theirs(W: torch.Tensor, H: torch.Tensor, sparsity: float) -> torch.Tensor:
     layer.weight.data = W.clone()
     # it takes the Hessian as 2·XᵀX/N and consumes it; the scale cancels in its damping and updates
     _, pruned = sparsify_weight(layer, {layer: 2 * H.clone()}, sparsity, 0, 0, 128, 0.01, False)
-    return pruned.reshape(W.shape)  # [out, in]
+    return pruned.detach().reshape(W.shape)  # [out, in]
 
 
 def main() -> None:
