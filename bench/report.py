@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -317,6 +318,37 @@ OWL_RUNS = (
 )
 
 
+# the 70% parity rows again with other calibration draws (quality.py --seed): seed 0 is the table's
+OWL_SEED_RUNS = ("quality_owl_70.json", "quality_owl_70_seed1.json", "quality_owl_70_seed2.json")
+
+
+def owl_seeds() -> str:
+    """Ours against llm-compressor's OWL at 70% for each calibration draw, and the geometric mean
+    of the ratios: how far one draw's ratio moves when the implementations are the same algorithm."""
+    methods = ("sparsegpt+owl", "wanda+owl")
+    out, logs = [], {m: [] for m in methods}
+    for name in OWL_SEED_RUNS:
+        run = load(name)
+        if not run:
+            continue
+        rows = {(r["impl"], r["method"]): r for r in run["rows"] if r["setting"] == "0.7"}
+        cells = [run["protocol"]["calibration"].rsplit(" ", 1)[-1]]
+        for method in methods:
+            ours, theirs = rows.get(("topiary", method)), rows.get(("llm-compressor", method))
+            if not (ours and theirs):
+                cells += ["", "", ""]
+                continue
+            logs[method].append(math.log(ours["ppl"] / theirs["ppl"]))
+            cells += [f"{ours['ppl']:.2f}", f"{theirs['ppl']:.2f}", f"{ours['ppl'] / theirs['ppl']:.3f}"]
+        out.append(cells)
+    if len(out) < 2:
+        return ""
+    out.append(["geometric mean"] + [c for m in methods for c in
+                                     ("", "", f"{math.exp(sum(logs[m]) / len(logs[m])):.3f}" if logs[m] else "")])
+    return "OWL parity at 70% by calibration draw:\n\n" + table(
+        ["calibration seed", "SparseGPT+OWL topiary", "llmc", "ratio", "Wanda+OWL topiary", "llmc", "ratio"], out)
+
+
 def owl() -> str:
     return "\n\n".join(f"OWL, {heading}:\n\n{text}" for heading, names in OWL_RUNS if (text := owl_tables(names)))
 
@@ -359,7 +391,7 @@ def owl_tables(names: tuple[str, ...]) -> str:
 
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, service):
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, owl_seeds, service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")
