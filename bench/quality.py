@@ -52,7 +52,7 @@ def block_sparsities(model) -> list[float]:
     return out
 
 
-def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, float]:
+def run_ours(proto: Protocol, method: str, setting: str, batch_size: int = 8) -> tuple[float, float, float]:
     """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4"), the OWL
     profile ("alps+owl") and method options in braces ("alps{cg_ftol=0}")."""
     pattern = Pattern.parse(setting if ":" in setting else None)
@@ -65,7 +65,7 @@ def run_ours(proto: Protocol, method: str, setting: str) -> tuple[float, float, 
                      quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")),
                      profile=profile)
     model = proto.fresh_model()
-    result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
+    result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu", batch_size=batch_size))
     run_ours.blocks = block_sparsities(model)
     return proto.ppl(model), seconds, result.sparsity
 
@@ -146,6 +146,8 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0,
                     help="calibration draw (0 is the fixed protocol's; others measure how much a row moves with it)")
+    ap.add_argument("--batch-size", type=int, default=8,
+                    help="calibration samples per forward pass in our driver (llm-compressor's rows run 1 at a time)")
     ap.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (both implementations)")
     ap.add_argument("--owl-lambda", type=float, default=0.08, help="OWL spread lambda (both implementations)")
     ap.add_argument("--out", default="quality.json")
@@ -170,13 +172,14 @@ def main() -> None:
         plan = [(setting, impl, method) for setting in args.settings.split(",") for impl, method in runs]
     for setting, impl, method in plan:
         if impl == "topiary":
-            ppl, seconds, sparsity = run_ours(proto, method, setting)
+            ppl, seconds, sparsity = run_ours(proto, method, setting, args.batch_size)
             head, blocks = float((proto.model.lm_head.weight == 0).float().mean()), run_ours.blocks
         else:
             ppl, seconds, sparsity = run_llmcompressor(proto, method, setting, args.llmc_ignore)
             head, blocks = run_llmcompressor.lm_head_sparsity, run_llmcompressor.blocks
         rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
                      "sparsity": sparsity, "lm_head_sparsity": head, "block_sparsity": blocks,
+                     "batch_size": args.batch_size if impl == "topiary" else 1,
                      **({"owl": dict(OWL)} if "owl" in method else {})})
         print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
         write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
