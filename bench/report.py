@@ -318,35 +318,35 @@ OWL_RUNS = (
 )
 
 
-# the 70% parity rows again with other calibration draws (quality.py --seed): seed 0 is the table's
-OWL_SEED_RUNS = ("quality_owl_70.json", "quality_owl_70_seed1.json", "quality_owl_70_seed2.json")
+# 70% parity by calibration draw (quality.py --seed): seed 0 is the fixed protocol's, its uniform
+# rows from the main quality table and its OWL rows from the OWL table
+PARITY_SEED_RUNS = {0: ("quality.json", "quality_owl_70.json"),
+                    1: ("quality_sgpt_70_seed1.json", "quality_owl_70_seed1.json"),
+                    2: ("quality_sgpt_70_seed2.json", "quality_owl_70_seed2.json")}
+PARITY_METHODS = (("sparsegpt", "SparseGPT uniform"), ("sparsegpt+owl", "SparseGPT+OWL"), ("wanda+owl", "Wanda+OWL"))
 
 
-def owl_seeds() -> str:
-    """Ours against llm-compressor's OWL at 70% for each calibration draw, and the geometric mean
-    of the ratios: how far one draw's ratio moves when the implementations are the same algorithm."""
-    methods = ("sparsegpt+owl", "wanda+owl")
-    out, logs = [], {m: [] for m in methods}
-    for name in OWL_SEED_RUNS:
-        run = load(name)
-        if not run:
-            continue
-        rows = {(r["impl"], r["method"]): r for r in run["rows"] if r["setting"] == "0.7"}
-        cells = [run["protocol"]["calibration"].rsplit(" ", 1)[-1]]
-        for method in methods:
+def parity_by_seed() -> str:
+    """Ours against llm-compressor at 70% for each calibration draw ("ours / theirs (ratio)"), and
+    the geometric mean ratio: how far one draw's ratio moves when the algorithm is the same."""
+    out, logs = [], {m: [] for m, _ in PARITY_METHODS}
+    for seed, names in PARITY_SEED_RUNS.items():
+        rows = {(r["impl"], r["method"]): r for n in names for r in (load(n) or {"rows": []})["rows"]
+                if r["setting"] == "0.7"}
+        cells = [str(seed)]
+        for method, _ in PARITY_METHODS:
             ours, theirs = rows.get(("topiary", method)), rows.get(("llm-compressor", method))
-            if not (ours and theirs):
-                cells += ["", "", ""]
-                continue
-            logs[method].append(math.log(ours["ppl"] / theirs["ppl"]))
-            cells += [f"{ours['ppl']:.2f}", f"{theirs['ppl']:.2f}", f"{ours['ppl'] / theirs['ppl']:.3f}"]
+            if ours and theirs:
+                logs[method].append(math.log(ours["ppl"] / theirs["ppl"]))
+            cells.append(f"{ours['ppl']:.2f} / {theirs['ppl']:.2f} ({ours['ppl'] / theirs['ppl']:.3f})"
+                         if ours and theirs else "")
         out.append(cells)
-    if len(out) < 2:
+    if sum(bool(v) for v in logs.values()) == 0 or len(out) < 2:
         return ""
-    out.append(["geometric mean"] + [c for m in methods for c in
-                                     ("", "", f"{math.exp(sum(logs[m]) / len(logs[m])):.3f}" if logs[m] else "")])
-    return "OWL parity at 70% by calibration draw:\n\n" + table(
-        ["calibration seed", "SparseGPT+OWL topiary", "llmc", "ratio", "Wanda+OWL topiary", "llmc", "ratio"], out)
+    out.append(["geometric mean"] + [f"({math.exp(sum(v) / len(v)):.3f}, {len(v)} draws)" if v else ""
+                                     for v in logs.values()])
+    return "Ours / llm-compressor at 70% by calibration draw:\n\n" + table(
+        ["calibration seed"] + [label for _, label in PARITY_METHODS], out)
 
 
 def owl() -> str:
@@ -391,7 +391,7 @@ def owl_tables(names: tuple[str, ...]) -> str:
 
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, owl_seeds, service):
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, parity_by_seed, service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")
