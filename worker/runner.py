@@ -290,7 +290,7 @@ class Runner:
             self._error_code = exc.code
             self._finish(st.FAILED, error=(exc.code, str(exc)))
             return out, "failed"
-        except Exception as exc:  # noqa: BLE001 - any other failure is recorded, never lost
+        except Exception as exc:  # any other failure is recorded, never lost
             log.exception("job %s failed", job.id)
             store.delete_prefix(f"jobs/{job.id}")
             self._error_code = "internal-error"
