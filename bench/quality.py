@@ -52,7 +52,7 @@ def block_sparsities(model) -> list[float]:
     return out
 
 
-def run_ours(proto: Protocol, method: str, setting: str, batch_size: int = 8) -> tuple[float, float, float]:
+def run_ours(proto: Protocol, method: str, setting: str, batch_size: int) -> tuple[float, float, float]:
     """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4"), the OWL
     profile ("alps+owl") and method options in braces ("alps{cg_ftol=0}")."""
     pattern = Pattern.parse(setting if ":" in setting else None)

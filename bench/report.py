@@ -341,7 +341,7 @@ def parity_by_seed() -> str:
             cells.append(f"{ours['ppl']:.2f} / {theirs['ppl']:.2f} ({ours['ppl'] / theirs['ppl']:.3f})"
                          if ours and theirs else "")
         out.append(cells)
-    if sum(bool(v) for v in logs.values()) == 0 or len(out) < 2:
+    if not any(logs.values()):
         return ""
     out.append(["geometric mean"] + [f"({math.exp(sum(v) / len(v)):.3f}, {len(v)} draws)" if v else ""
                                      for v in logs.values()])

@@ -26,14 +26,14 @@ from pruning_core import METHODS, PruneSpec  # noqa: E402
 from pruning_core.stats import relative_error  # noqa: E402
 
 
-def theirs(W: torch.Tensor, H: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """llm-compressor's unstructured SparseGPT with its defaults (blocks of 128, 1% damping)."""
+def theirs(W: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize: int, percdamp: float) -> torch.Tensor:
+    """llm-compressor's unstructured SparseGPT with our run's block size and damping."""
     from llmcompressor.modifiers.pruning.sparsegpt.sgpt_sparsify import sparsify_weight
 
     layer = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
     layer.weight.data = W.clone()
     # it takes the Hessian as 2·XᵀX/N and consumes it; the scale cancels in its damping and updates
-    _, pruned = sparsify_weight(layer, {layer: 2 * H.clone()}, sparsity, 0, 0, 128, 0.01, False)
+    _, pruned = sparsify_weight(layer, {layer: 2 * H.clone()}, sparsity, 0, 0, blocksize, percdamp, False)
     return pruned.detach().reshape(W.shape)  # [out, in]
 
 
@@ -52,8 +52,9 @@ def main() -> None:
         for sparsity in map(float, args.settings.split(",")):
             spec = PruneSpec("sparsegpt", sparsity=sparsity)
             stats.cache.clear()
-            ours = METHODS["sparsegpt"].prune_layer(W.clone(), stats, spec, spec.method_options()).weight
-            ref = theirs(W, stats.H, sparsity)
+            options = spec.method_options()
+            ours = METHODS["sparsegpt"].prune_layer(W.clone(), stats, spec, options).weight
+            ref = theirs(W, stats.H, sparsity, options.blocksize, options.percdamp)
             row = {"layer": name, "sparsity": sparsity,
                    "mask_agreement": float(((ours == 0) == (ref == 0)).float().mean()),
                    "max_abs_weight_diff": float((ours - ref).abs().max()),
