@@ -13,11 +13,12 @@ import shutil
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import update
 
-from db import jobs, logs, metrics, status as st
+from db import jobs, logs, metrics
+from db import status as st
 from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Artifact, Job, utcnow
@@ -72,7 +73,7 @@ class Heartbeat(threading.Thread):
             try:
                 if not self.renew():
                     return
-            except Exception:  # noqa: BLE001 - a database blip: try again next beat
+            except Exception:  # a database blip: try again next beat
                 metrics.get().lease_renewals.labels(metrics.worker_name(), "error").inc()
                 log.warning("lease renewal failed for %s", self.job_id, exc_info=True)
 
@@ -90,7 +91,7 @@ class Runner:
         self._report, self._error_code = None, None  # for the attempt's metrics
 
     # -- database steps, each in its own short transaction, retried through blips --------------
-    def _claim(self) -> Optional[Job]:
+    def _claim(self) -> Job | None:
         def go():
             with self.maker() as s:
                 if not jobs.claim(s, self.job_id, self.owner, self.settings.lease_seconds):
@@ -188,7 +189,7 @@ class Runner:
         self._outcome_recorded = True
 
     # -- the attempt, split between two processes -------------------------------------------------
-    def claim(self) -> Optional[Job]:
+    def claim(self) -> Job | None:
         """Celery child: take the queued row (None when another delivery already has it)."""
         job = self._claim()
         if job is None:
