@@ -163,6 +163,9 @@ class JobCreate(Body):
     quantize: Optional[Quantize] = None
     sparsity_profile: SparsityProfile = Field(default_factory=SparsityProfile,
                                               description="how the global sparsity is spread over the layers")
+    dense_target: float = Field(0.0, description="weight in [0, 1] of the dense model's layer outputs in each layer's "
+                                "reconstruction target (methods that read H); 0: the pruned inputs alone",
+                                json_schema_extra={"minimum": 0, "maximum": 1})
     calibration: Calibration = Field(default_factory=Calibration)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",

@@ -6,7 +6,8 @@ SparseGPTModifier and WandaPruningModifier on the same model, calibration tensor
     .venv/bin/python bench/quality.py --runs alps@0.7,alps+owl@0.7,llmc-sparsegpt+owl@0.7
 
 A "+owl" suffix runs the OWL sparsity profile (--owl-m, --owl-lambda); llm-compressor's rows then
-use its own OWL allocation (see run_llmcompressor).
+use its own OWL allocation (see run_llmcompressor). A "+dense" suffix (ours only) reconstructs
+towards the dense model's layer outputs with weight --dense-target.
 
 Prints a table and writes bench/results/quality.json (one row per method and setting).
 """
@@ -30,6 +31,7 @@ from pruning_core.quant import QuantSpec  # noqa: E402
 from pruning_core.spec import CalibrationSpec, SparsityProfile  # noqa: E402
 
 OWL = {"m": 5.0, "lambda": 0.08}  # set from --owl-m / --owl-lambda
+DENSE_TARGET = {"alpha": 0.3}  # set from --dense-target, for the "+dense" rows
 
 
 def _options(text: str) -> dict:
@@ -54,7 +56,8 @@ def block_sparsities(model) -> list[float]:
 
 def run_ours(proto: Protocol, method: str, setting: str, batch_size: int) -> tuple[float, float, float]:
     """`method` may carry a joint-quantization suffix ("pgz+int4", "sparsegpt+int4"), the OWL
-    profile ("alps+owl") and method options in braces ("alps{cg_ftol=0}")."""
+    profile ("alps+owl"), the dense target ("alps+dense") and method options in braces
+    ("alps{cg_ftol=0}")."""
     pattern = Pattern.parse(setting if ":" in setting else None)
     method, _, options = method.partition("{")
     name, *suffixes = method.split("+")
@@ -63,7 +66,7 @@ def run_ours(proto: Protocol, method: str, setting: str, batch_size: int) -> tup
     spec = PruneSpec(name, sparsity=None if pattern.is_nm else float(setting), pattern=pattern,
                      calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed),
                      quant=QuantSpec.parse(quant) if quant else None, options=_options(options.rstrip("}")),
-                     profile=profile)
+                     profile=profile, dense_target=DENSE_TARGET["alpha"] if "dense" in suffixes else 0.0)
     model = proto.fresh_model()
     result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu", batch_size=batch_size))
     run_ours.blocks = block_sparsities(model)
@@ -150,9 +153,11 @@ def main() -> None:
                     help="calibration samples per forward pass in our driver (llm-compressor's rows run 1 at a time)")
     ap.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (both implementations)")
     ap.add_argument("--owl-lambda", type=float, default=0.08, help="OWL spread lambda (both implementations)")
+    ap.add_argument("--dense-target", type=float, default=0.3, help="α of the +dense rows (ours)")
     ap.add_argument("--out", default="quality.json")
     args = ap.parse_args()
     OWL.update(m=args.owl_m, **{"lambda": args.owl_lambda})
+    DENSE_TARGET.update(alpha=args.dense_target)
     logging.basicConfig(level=logging.WARNING)
 
     proto = Protocol(args.nsamples, args.seqlen, args.windows, args.seed)
@@ -180,7 +185,8 @@ def main() -> None:
         rows.append({"setting": setting, "impl": impl, "method": method, "ppl": ppl, "seconds": seconds,
                      "sparsity": sparsity, "lm_head_sparsity": head, "block_sparsity": blocks,
                      "batch_size": args.batch_size if impl == "topiary" else 1,
-                     **({"owl": dict(OWL)} if "owl" in method else {})})
+                     **({"owl": dict(OWL)} if "owl" in method else {}),
+                     **({"dense_target": DENSE_TARGET["alpha"]} if "+dense" in method else {})})
         print(f"{setting:>5} {impl:<15} {method:<10} ppl {ppl:10.3f}  {seconds:7.1f}s  sparsity {sparsity:.4f}", flush=True)
         write_json(args.out, {"protocol": proto.describe(), "rows": rows})  # keep partial results
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .blocks import BlockInputs, activation_store, capture_inputs, run_block, target_linears
+from .dense_target import CrossHooks, shifted_weight
 from .methods import METHODS
 from .numerics import no_tf32
 from .pack import attach_grid
@@ -103,9 +104,12 @@ class _StatsHooks:
         self._alive: list[torch.Tensor] = []
         self._handles = [lin.register_forward_hook(self._hook(name)) for name, lin in linears.items()]
         self.device = device
+        self.active = True  # off while the block runs on the dense stream (dense_target)
 
     def _hook(self, name: str):
         def hook(module, args, output):
+            if not self.active:
+                return
             x = args[0]
             if name not in self.leader:
                 self.leader[name] = self._seen.setdefault(id(x), name)
@@ -129,10 +133,11 @@ class _StatsHooks:
             h.remove()
 
 
-def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets=None) -> None:
+def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets=None, cross=None) -> None:
     """Prune every target linear of one block with the statistics of its input, each to its
     profile target (`targets`: full name -> sparsity; None: all at spec.sparsity). A layer the
-    profile gives 0 is left untouched."""
+    profile gives 0 is left untouched. `cross` (name -> C, dense_target) moves each layer's
+    target towards the dense model's output before the method sees it."""
     if any(lin.weight.is_cuda for lin in linears.values()):
         # CUDA runs the calibration forward passes asynchronously: wait for them here, or the
         # first layer's reported seconds would include them (4 s per LLaMA-7B block on an H100)
@@ -148,6 +153,8 @@ def _prune_block(block, linears, stats, spec, method, options, prefix, on_layer,
         W = lin.weight.data.to(torch.float32)
         layer_stats = stats.get(name) if stats is not None else None
         with no_tf32():
+            if cross is not None:  # the error below is then measured against this target
+                W = shifted_weight(W, layer_stats.H, cross[name], spec.dense_target, options.percdamp)
             result = method.prune_layer(W, layer_stats, spec if target == spec.sparsity else spec.at(target), options)
         W_hat = (result.weight * result.mask).to(lin.weight.dtype)
         err, basis = layer_error(W, W_hat.to(torch.float32), layer_stats)
@@ -179,6 +186,27 @@ def _gather(block, linears, inputs: BlockInputs, device, store, kind: str) -> di
     finally:
         hooks.remove()
     return hooks.stats()
+
+
+def _gather_both(block, linears, inputs: BlockInputs, dense: list[torch.Tensor], device, store, kind):
+    """`_gather` plus the dense stream (dense_target): per batch the still dense block runs first
+    on the dense stream's inputs, its outputs kept as that stream's next inputs and its layer
+    inputs held, then on the pruned stream's with the statistics and cross-product hooks.
+    Returns (statistics, name -> C, the dense stream's next inputs)."""
+    hooks, cross = _StatsHooks(linears, device, kind), CrossHooks(linears)
+    outputs = []
+    try:
+        for hidden, twin, kwargs in zip(inputs.hidden, dense, inputs.kwargs):
+            hooks.active, cross.recording = False, True
+            outputs += run_block(block, BlockInputs([twin], [kwargs]), device, store)
+            hooks.active, cross.recording = True, False
+            run_block(block, BlockInputs([hidden], [kwargs]), device, store)
+            hooks.end_batch()
+            cross.end_batch()
+    finally:
+        hooks.remove()
+        cross.remove()
+    return hooks.stats(), cross.cross(), outputs
 
 
 @torch.no_grad()
@@ -235,7 +263,8 @@ def prune_blocks(
     inputs = store = None
     if spec.reads_data:
         hidden_size = model.get_input_embeddings().weight.shape[1]
-        store = activation_store(device, calib_ids.numel() * hidden_size * 4)
+        streams = 2 if spec.dense_target else 1  # the dense target carries a second, unpruned stream
+        store = activation_store(device, streams * calib_ids.numel() * hidden_size * 4)
 
     def capture() -> BlockInputs:
         with source.outside(device):
@@ -256,6 +285,8 @@ def prune_blocks(
             resume.record_plan({"targets": targets, "profile": profile})
     if kind == "none":
         inputs = None  # a method that reads no data runs no forward pass while it prunes
+    # the dense stream starts from block 0's inputs like the pruned one
+    dense = [h.clone() for h in inputs.hidden] if spec.dense_target and inputs is not None else None
 
     start = resume.blocks_done if resume is not None else 0
     reports: list[LayerReport] = list(resume.reports) if start else []
@@ -269,6 +300,12 @@ def prune_blocks(
                 inputs.hidden = run_block(source.blocks[index], inputs, device, store)
             finally:
                 source.close(index)
+            if dense is not None:  # and the dense stream through the block as the checkpoint has it
+                source.open(index, device)
+                try:
+                    dense = run_block(source.blocks[index], BlockInputs(dense, inputs.kwargs), device, store)
+                finally:
+                    source.close(index)
 
     resumed, t_layers = len(reports), time.perf_counter()
 
@@ -286,9 +323,13 @@ def prune_blocks(
         block = source.open(index, device)
         try:
             linears = target_linears(block, prefix, spec.ignore)
-            stats = _gather(block, linears, inputs, device, store, kind) if inputs is not None else None
-            _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets)
-            del stats
+            stats = cross = None
+            if dense is not None:
+                stats, cross, dense = _gather_both(block, linears, inputs, dense, device, store, kind)
+            elif inputs is not None:
+                stats = _gather(block, linears, inputs, device, store, kind)
+            _prune_block(block, linears, stats, spec, method, options, prefix, on_layer, targets, cross)
+            del stats, cross
             source.finished(index)
             if resume is not None:
                 resume.record_block(index, reports[first:], {r.name: packed.pop(r.name) for r in reports[first:]})

@@ -169,6 +169,9 @@ def prune(
     sparsity_rule: List[str] = typer.Option([], "--sparsity-rule", help="REGEX=SPARSITY (repeatable, first match wins): "
                                             "layers whose name matches get that sparsity (0: dense); the others share "
                                             "the rest so the global target holds."),
+    dense_target: float = typer.Option(0.0, help="Weight in [0, 1] of the dense model's layer outputs in each layer's "
+                                       "reconstruction target (sparsegpt, alps, pgz); 0 reconstructs on the pruned "
+                                       "inputs alone. Keeps a second activation stream."),
     sweep: Optional[str] = typer.Option(None, help="Prune at each of these settings instead of one, comma-separated "
                                         "sparsities and N:M patterns (e.g. 0.4,0.5,0.6,2:4): one checkpoint per point "
                                         "under --out/points/, the dense evaluation shared."),
@@ -216,6 +219,7 @@ def prune(
                            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else []},
             "dtype": dtype, "device": device,
             "sparsity_profile": _profile(sparsity_profile, owl_m, owl_lambda, sparsity_rule),
+            "dense_target": dense_target,
             "sweep": [v.strip() for v in sweep.split(",") if v.strip()] if sweep else None,
             "gates": _gates(gate) or None,
         }

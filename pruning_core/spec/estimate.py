@@ -123,9 +123,10 @@ def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: boo
     largest = max(sh.layers, key=lambda rc: rc[0] * rc[1])
     k_w, k_h = SOLVER.get(spec.method, (4, 4))
     stats = sum(c * c * 4 for c in sh.inputs) if spec.method in HESSIAN_METHODS else 0
+    streams = 2 if spec.dense_target else 1  # the dense target's unpruned stream, and its C beside each H
     work = (sh.block_params * sh.stored_bytes  # the block being pruned, as stored
-            + 2 * tokens * sh.hidden * 4  # activations entering and leaving it
-            + stats + k_w * largest[0] * largest[1] * 4 + k_h * largest[1] ** 2 * 4)
+            + 2 * streams * tokens * sh.hidden * 4  # activations entering and leaving it
+            + streams * stats + k_w * largest[0] * largest[1] * 4 + k_h * largest[1] ** 2 * 4)
     ev = job.evaluation
     windows = min(ev.limit or EVAL_BATCH, EVAL_BATCH) if ev.datasets else 0
     # a batch of perplexity windows' float32 logits, with the log-softmax and loss temporaries
@@ -159,8 +160,9 @@ def disk(sh: Shape, job: JobSpec) -> int:
 
 def seconds(sh: Shape, job: JobSpec, device: str, tokens: int) -> float:
     rates = RATES["cuda" if device == "cuda" else "cpu"]
-    # two forwards of every block (statistics, then the pruned outputs), 2 FLOPs per weight per token
-    forward = 2 * 2 * sh.blocks * sh.block_params * tokens
+    # two forwards of every block (statistics, then the pruned outputs), 2 FLOPs per weight per
+    # token; a third on the dense stream with the dense target
+    forward = (3 if job.spec.dense_target else 2) * 2 * sh.blocks * sh.block_params * tokens
     solve = sh.blocks * sum(r * c * c for r, c in sh.layers)
     ev = job.evaluation
     eval_tokens = len(ev.datasets) * (ev.limit * (ev.seqlen or job.spec.calibration.seqlen) if ev.limit else DATASET_TOKENS)

@@ -200,10 +200,17 @@ class PruneSpec:
     quant: Optional[QuantSpec] = None  # joint quantization of the kept weights
     # how the target is spread over the layers (spec.profile); `sparsity` stays the global target
     profile: SparsityProfile = field(default_factory=SparsityProfile)
+    # weight α of the dense model's layer outputs in each layer's reconstruction target
+    # (pruning_core/dense_target.py); 0 reconstructs on the pruned inputs alone, as in the papers
+    dense_target: float = 0.0
 
     def __post_init__(self) -> None:
         method = _choice(self.method, tuple(DECLARED), "method", "method")
         errors: list[SpecError] = []
+        try:
+            object.__setattr__(self, "dense_target", _dense_target(self.dense_target, DECLARED[method]))
+        except SpecError as exc:
+            errors.append(exc)
         try:
             if isinstance(self.pattern, str):
                 object.__setattr__(self, "pattern", Pattern.parse(self.pattern))
@@ -251,7 +258,20 @@ class PruneSpec:
             "ignore": list(self.ignore),
             "quantize": dataclasses.asdict(self.quant) if self.quant else None,
             "sparsity_profile": self.profile.to_dict(),
+            "dense_target": self.dense_target,
         }
+
+
+def _dense_target(value: Any, declared) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise SpecError(f"dense_target: must be a number in [0, 1], got {value!r}", "dense_target")
+    if value and declared.stats != "gram":
+        users = ", ".join(name for name, m in DECLARED.items() if m.stats == "gram")
+        raise SpecError(f"dense_target: method {declared.name} reconstructs nothing; the dense target needs a method "
+                        f"that reads H ({users})", "dense_target")
+    return float(value)
 
 
 def _sparsity(value: Any, pattern: Pattern) -> float:
@@ -319,7 +339,8 @@ class JobSpec:
                 return None
 
         known = {"model", "method", "sparsity", "pattern", "options", "quantize", "calibration", "evaluation",
-                 "dtype", "device", "ignore", "sparsity_profile", "gates", "sweep"}
+                 "dtype", "device", "ignore", "sparsity_profile", "gates", "sweep",
+                 "dense_target"}
         for key in body:
             if key not in known:
                 errors.append(SpecError(f"{key}: unknown field", str(key)))
@@ -343,7 +364,7 @@ class JobSpec:
         pattern = section(lambda: Pattern.parse(body.get("pattern")))
         prune = section(lambda: PruneSpec(method, body.get("sparsity"), pattern or Pattern(), options,
                                           calibration or CalibrationSpec(), tuple(body.get("ignore", DEFAULT_IGNORE)),
-                                          quant_spec, body.get("sparsity_profile")))
+                                          quant_spec, body.get("sparsity_profile"), body.get("dense_target")))
         job = section(lambda: cls(body.get("model", ""), prune or _PLACEHOLDER, evaluation or EvalSpec(),
                                   body.get("dtype", "auto"), body.get("device", "auto"), gates, sweep))
         if errors:

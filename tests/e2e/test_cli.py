@@ -56,6 +56,8 @@ BAD_INPUT = [  # (arguments, what the one line must say): every case the issue l
     (["--sparsity-rule", r"layers\.77\.=0"], "sparsity_profile.rules[0].match: 'layers\\.77\\.' matches no prunable layer"),
     (["--sparsity", "0.7", "--sparsity-rule", "mlp=0"], "the target cannot be reached with these rules"),
     (["--pattern", "2:4", "--sparsity-profile", "owl"], "sparsity_profile.kind: owl varies sparsity per layer"),
+    (["--method", "wanda", "--dense-target", "0.3"], "dense_target: method wanda reconstructs nothing"),
+    (["--method", "alps", "--dense-target", "2"], "dense_target: must be a number in [0, 1]"),
     (["--quantized-format", "dense"], "quantize.format: needs quantization"),
     (["--method", "sparsegpt", "--quantize", "int4", "--group-size", "100"], "quantize.group_size: 100 does not divide"),
     (["--sweep", "0.4"], "sweep: must be a list of 2 to 16"),

@@ -70,6 +70,8 @@ BAD_SPECS = [  # (what a client sent, the field the 422 must name)
     ({"pattern": "2:4", "sparsity_profile": {"kind": "owl"}}, "sparsity_profile.kind"),
     ({"pattern": "2:4", "sparsity_profile": {"rules": [{"match": "mlp", "sparsity": 0.3}]}},
      "sparsity_profile.rules[0].sparsity"),
+    ({"method": "wanda", "dense_target": 0.3}, "dense_target"),
+    ({"method": "alps", "dense_target": 1.5}, "dense_target"),
     ({"method": "sparsegpt", "quantize": {"bits": 4, "format": "gguf"}}, "quantize.format"),
     ({"method": "sparsegpt", "quantize": {"bits": 4, "group_size": 100}}, "quantize.group_size"),  # 576 % 100
 ]

@@ -29,10 +29,11 @@ def _save(tmp_path, arch, layers=2, tokenizer=None):
     return directory
 
 
-def _spec():
+def _spec(dense_target: float = 0.0):
     from pruning_core import CalibrationSpec, PruneSpec
 
-    return PruneSpec(method="sparsegpt", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 16, 0))
+    return PruneSpec(method="sparsegpt", sparsity=0.5, calibration=CalibrationSpec("c4", 4, 16, 0),
+                     dense_target=dense_target)
 
 
 @pytest.mark.parametrize("arch", ["llama", "opt", "qwen2"])
@@ -145,13 +146,15 @@ class Killed(Exception):
     """Stands for the job process dying mid-block (the real SIGKILL is in tests/integration)."""
 
 
-def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_path):
+@pytest.mark.parametrize("dense_target", [0.0, 0.5])
+def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_path, dense_target):
+    """With the dense target the replay also rebuilds the unpruned stream, from the checkpoint."""
     from pruning_core import pipeline
     from pruning_core.export import load_masks
     from safetensors.torch import load_file
 
     directory = _save(tmp_path, "llama", 4, _tokenizer())
-    job = pipeline.JobSpec(model=str(directory), spec=_spec(), device="cpu",
+    job = pipeline.JobSpec(model=str(directory), spec=_spec(dense_target), device="cpu",
                        evaluation=pipeline.EvalSpec(datasets=("wikitext2",), limit=2))
     straight = pipeline.run(job, tmp_path / "straight")
 
