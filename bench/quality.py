@@ -154,13 +154,15 @@ def main() -> None:
     ap.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (both implementations)")
     ap.add_argument("--owl-lambda", type=float, default=0.08, help="OWL spread lambda (both implementations)")
     ap.add_argument("--dense-target", type=float, default=0.3, help="α of the +dense rows (ours)")
+    ap.add_argument("--split", default="test", choices=("test", "valid"),
+                    help="WikiText-2 split to evaluate: valid for choosing knobs, test for the tables")
     ap.add_argument("--out", default="quality.json")
     args = ap.parse_args()
     OWL.update(m=args.owl_m, **{"lambda": args.owl_lambda})
     DENSE_TARGET.update(alpha=args.dense_target)
     logging.basicConfig(level=logging.WARNING)
 
-    proto = Protocol(args.nsamples, args.seqlen, args.windows, args.seed)
+    proto = Protocol(args.nsamples, args.seqlen, args.windows, args.seed, args.split)
     dense_ppl = proto.ppl(proto.fresh_model())
     rows = [{"setting": "dense", "impl": "-", "method": "dense", "ppl": dense_ppl, "seconds": 0.0, "sparsity": 0.0}]
     print(f"dense ppl {dense_ppl:.3f}", flush=True)
