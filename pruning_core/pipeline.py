@@ -100,6 +100,7 @@ def build_report(job: JobSpec, result: PruneResult, dense: dict, pruned: dict, d
         "sparsity_target": spec.sparsity,
         "sparsity_achieved": result.sparsity,
         "sparsity_profile": result.profile,
+        "dense_target": spec.dense_target,
         "options": spec.to_dict()["options"],
         "calibration": dataclasses.asdict(spec.calibration),
         "quantization": quantization_summary(spec, result),

@@ -306,6 +306,7 @@ function renderSummary(job) {
     ["calibration", `${cal.source}, ${cal.nsamples} × ${cal.seqlen} tokens, seed ${cal.seed}`],
     ["attempt", job.attempt], ["created", when(job.created_at)],
   ];
+  if (job.spec.dense_target) items.push(["dense target", `α ${job.spec.dense_target}`]);
   if (job.spec.gates) items.push(["gates", gatesText(job.spec.gates)]);
   if (job.result) {
     if (!job.result.sweep) items.push(["zeros", `${num(job.result.sparsity_achieved * 100, 2)}%`]);
@@ -636,6 +637,7 @@ async function submitJob(event) {
   if (Object.keys(gates).length) body.gates = gates;
   const profile = chosenProfile(f);
   if (profile) body.sparsity_profile = profile;
+  if (f.dense_target.value !== "") body.dense_target = Number(f.dense_target.value);
   if (f.limit.value) body.evaluation.limit = Number(f.limit.value);
   const tasks = [...f.tasks.selectedOptions].map((o) => o.value);
   if (tasks.length) body.evaluation.tasks = tasks;

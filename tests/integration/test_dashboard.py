@@ -157,6 +157,7 @@ BAD_FORMS = [  # (fields to fill, what the error next to the form must name)
     ({"input[name=pattern]": "5:4"}, "pattern"),
     ({"textarea[name=rules]": "no_such_layer=0"}, "sparsity_profile.rules[0].match"),
     ({"input[name=sweep]": "0.5, 1.5"}, "sweep[1]: must be a number in [0, 1)"),
+    ({"input[name=dense_target]": "0.3"}, "dense_target: method wanda reconstructs nothing"),
 ]
 
 
