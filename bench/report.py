@@ -349,6 +349,33 @@ def parity_by_seed() -> str:
         ["calibration seed"] + [label for _, label in PARITY_METHODS], out)
 
 
+DENSE_TARGET_RUNS = (("validation (choosing α)", "dense_target_select.json"), ("test", "quality_dense_target.json"))
+
+
+def dense_target() -> str:
+    """The dense target at 70%: each row's perplexity, against the same process's llm-compressor
+    uniform SparseGPT where that run has one, and ALPS+OWL against ALPS with the same target."""
+    parts = []
+    for split, name in DENSE_TARGET_RUNS:
+        run = load(name)
+        if not run:
+            continue
+        at70 = [r for r in run["rows"] if r["setting"] == "0.7"]
+        ours = {r["method"]: r for r in at70 if r["impl"] == "topiary"}
+        anchor = next((r for r in at70 if r["impl"] == "llm-compressor" and r["method"] == "sparsegpt"), None)
+        out = []
+        for method, r in ours.items():
+            base = ours.get(method.replace("+owl", "")) if "+owl" in method else None
+            out.append([method, r.get("dense_target", 0.0), f"{r['ppl']:.2f}",
+                        f"{r['ppl'] / anchor['ppl']:.3f}" if anchor else "",
+                        f"{r['ppl'] / base['ppl']:.3f}" if base else "", f"{r['sparsity']:.4f}"])
+        if anchor:
+            out.append([f"llm-compressor {anchor['method']}", 0.0, f"{anchor['ppl']:.2f}", "1.000", "", f"{anchor['sparsity']:.4f}"])
+        parts.append(f"Dense target, 70%, WikiText-2 {split} ({name}):\n\n" + table(
+            ["run", "α", "ppl", "/ llmc SparseGPT uniform", "OWL / same target uniform", "zeros"], out))
+    return "\n\n".join(parts)
+
+
 def owl() -> str:
     return "\n\n".join(f"OWL, {heading}:\n\n{text}" for heading, names in OWL_RUNS if (text := owl_tables(names)))
 
@@ -391,7 +418,8 @@ def owl_tables(names: tuple[str, ...]) -> str:
 
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, parity_by_seed, service):
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, parity_by_seed, dense_target,
+                    service):
         text = section()
         if text:
             print(f"<!-- {section.__name__} -->\n{text}\n")
