@@ -90,5 +90,5 @@ class Registration(threading.Thread):
         try:
             with self._session() as s:
                 workers.remove(s, self.info["id"])
-        except Exception:  # noqa: BLE001 - the row will lapse instead
+        except Exception:  # the row will lapse instead
             log.warning("could not remove the worker row", exc_info=True)
