@@ -79,7 +79,7 @@ class Registration(threading.Thread):
                     if not registered or not workers.beat(s, self.info["id"], self.current):
                         workers.register(s, {**self.info, "current_job_id": self.current})
                         registered = True
-            except Exception:  # noqa: BLE001 - a database blip: the next beat tries again
+            except Exception:  # a database blip: the next beat tries again
                 log.warning("worker heartbeat failed", exc_info=True)
             self._wake.wait(self.settings.worker_heartbeat_seconds)
             self._wake.clear()
