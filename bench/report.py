@@ -349,6 +349,40 @@ def parity_by_seed() -> str:
         ["calibration seed"] + [label for _, label in PARITY_METHODS], out)
 
 
+# the same comparisons by host: one host reproduces a row exactly, two hosts do not (their BLAS
+# paths round differently), so each host's draws are averaged apart
+PARITY_HOST_RUNS = ("quality_owl_70.json", "quality_owl_70_seed1.json", "quality_owl_70_seed2.json",
+                    "quality_owl_6080_ps.json", "parity_intel_sgpt_owl_seed0.json", "parity_intel_sgpt_owl_seed1.json",
+                    "parity_intel_sgpt_owl_seed2.json", "parity_intel_wanda_owl60_seed0.json",
+                    "parity_intel_wanda_owl60_seed1.json", "parity_intel_wanda_owl60_seed2.json")
+PARITY_HOST_CASES = (("sparsegpt+owl", "0.7"), ("wanda+owl", "0.6"))
+
+
+def parity_by_host() -> str:
+    """Ours / llm-compressor for each (method, setting, host) by calibration draw, with each
+    host's geometric mean: a run reproduced on its host counts once."""
+    ratios: dict[tuple[str, str, str], dict[int, float]] = {}
+    for name in PARITY_HOST_RUNS:
+        run = load(name)
+        if not run:
+            continue
+        host = " ".join(run["protocol"]["cpu"].replace("(R)", "").split()[:2])
+        seed = int(run["protocol"]["calibration"].rsplit("seed", 1)[1])
+        rows = {(r["setting"], r["impl"], r["method"]): r for r in run["rows"]}
+        for method, setting in PARITY_HOST_CASES:
+            ours, theirs = rows.get((setting, "topiary", method)), rows.get((setting, "llm-compressor", method))
+            if ours and theirs:
+                ratios.setdefault((method, setting, host), {})[seed] = ours["ppl"] / theirs["ppl"]
+    if not ratios:
+        return ""
+    seeds = sorted({s for by_seed in ratios.values() for s in by_seed})
+    out = [[method, setting, host] + [f"{by_seed[s]:.3f}" if s in by_seed else "" for s in seeds]
+           + [f"{math.exp(sum(math.log(v) for v in by_seed.values()) / len(by_seed)):.3f} ({len(by_seed)})"]
+           for (method, setting, host), by_seed in sorted(ratios.items())]
+    return "Ours / llm-compressor by host and calibration draw:\n\n" + table(
+        ["method", "setting", "host"] + [f"seed {s}" for s in seeds] + ["geometric mean (draws)"], out)
+
+
 DENSE_TARGET_RUNS = (("validation (choosing α)", "dense_target_select.json"), ("test", "quality_dense_target.json"))
 
 
@@ -418,7 +452,7 @@ def owl_tables(names: tuple[str, ...]) -> str:
 
 if __name__ == "__main__":
     for section in (quality, same_method_check, joint_int4, same_process_ratios, pruning_seconds, second_cpu, layers, zero_shot,
-                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, parity_by_seed, dense_target,
+                    gpu_layers, gpu_selection, cpu_selection, cg_stop, gpu_models, owl, parity_by_seed, parity_by_host, dense_target,
                     service):
         text = section()
         if text:
