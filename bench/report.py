@@ -383,30 +383,55 @@ def parity_by_host() -> str:
         ["method", "setting", "host"] + [f"seed {s}" for s in seeds] + ["geometric mean (draws)"], out)
 
 
-DENSE_TARGET_RUNS = (("validation (choosing α)", "dense_target_select.json"), ("test", "quality_dense_target.json"))
+# α is chosen on validation (every file of the scan), the tables report the test windows
+DENSE_TARGET_SELECT = ("dense_target_select_baseline.json", "dense_target_select.json", "dense_target_select_a0.15.json",
+                       "dense_target_select_a0.5.json", "dense_target_cost.json")
+DENSE_TARGET_TEST = ("quality_dense_target.json", "quality_dense_target_6080.json")
+DENSE_TARGET_COST = "dense_target_cost.json"
+
+
+def _ours(run: dict) -> list[dict]:
+    return [r for r in run["rows"] if r["impl"] == "topiary"]
 
 
 def dense_target() -> str:
-    """The dense target at 70%: each row's perplexity, against the same process's llm-compressor
-    uniform SparseGPT where that run has one, and ALPS+OWL against ALPS with the same target."""
+    """The dense target: the α scan on validation, the test rows against the same process's
+    llm-compressor uniform SparseGPT (and ALPS+OWL against ALPS with the same target), and what
+    the target costs in pruning time, α = 0 and α > 0 side by side in one process."""
     parts = []
-    for split, name in DENSE_TARGET_RUNS:
+    scan: dict[tuple[str, float], list] = {}  # a rerun of the same point joins its row (it reproduces)
+    for name in DENSE_TARGET_SELECT:
+        for r in _ours(load(name) or {"rows": []}):
+            scan.setdefault((r["method"].replace("+dense", ""), r.get("dense_target", 0.0)), []).append((r["ppl"], name))
+    if scan:
+        parts.append("Dense target, 70%, α on WikiText-2 validation:\n\n" + table(
+            ["method", "α", "valid ppl", "runs"], [[m, a, " / ".join(f"{p:.2f}" for p, _ in runs), ", ".join(n for _, n in runs)]
+                                                   for (m, a), runs in sorted(scan.items())]))
+    out = []
+    for name in DENSE_TARGET_TEST:
         run = load(name)
-        if not run:
-            continue
-        at70 = [r for r in run["rows"] if r["setting"] == "0.7"]
-        ours = {r["method"]: r for r in at70 if r["impl"] == "topiary"}
-        anchor = next((r for r in at70 if r["impl"] == "llm-compressor" and r["method"] == "sparsegpt"), None)
-        out = []
-        for method, r in ours.items():
-            base = ours.get(method.replace("+owl", "")) if "+owl" in method else None
-            out.append([method, r.get("dense_target", 0.0), f"{r['ppl']:.2f}",
-                        f"{r['ppl'] / anchor['ppl']:.3f}" if anchor else "",
-                        f"{r['ppl'] / base['ppl']:.3f}" if base else "", f"{r['sparsity']:.4f}"])
-        if anchor:
-            out.append([f"llm-compressor {anchor['method']}", 0.0, f"{anchor['ppl']:.2f}", "1.000", "", f"{anchor['sparsity']:.4f}"])
-        parts.append(f"Dense target, 70%, WikiText-2 {split} ({name}):\n\n" + table(
-            ["run", "α", "ppl", "/ llmc SparseGPT uniform", "OWL / same target uniform", "zeros"], out))
+        for setting in sorted({r["setting"] for r in (run or {"rows": []})["rows"] if r["setting"] != "dense"}):
+            rows = [r for r in run["rows"] if r["setting"] == setting]
+            ours = {r["method"]: r for r in rows if r["impl"] == "topiary"}
+            anchor = next((r for r in rows if r["impl"] == "llm-compressor" and r["method"] == "sparsegpt"), None)
+            for method, r in ours.items():
+                base = ours.get(method.replace("+owl", "")) if "+owl" in method else None
+                out.append([setting, method, r.get("dense_target", 0.0), f"{r['ppl']:.2f}",
+                            f"{r['ppl'] / anchor['ppl']:.3f}" if anchor else "",
+                            f"{r['ppl'] / base['ppl']:.3f}" if base else "", f"{r['sparsity']:.4f}", name])
+            if anchor:
+                out.append([setting, f"llm-compressor {anchor['method']}", 0.0, f"{anchor['ppl']:.2f}", "1.000", "",
+                            f"{anchor['sparsity']:.4f}", name])
+    if out:
+        parts.append("Dense target, WikiText-2 test:\n\n" + table(
+            ["setting", "run", "α", "ppl", "/ llmc SparseGPT uniform", "OWL / same target uniform", "zeros", "run file"], out))
+    cost = load(DENSE_TARGET_COST)
+    if cost:
+        by = {r["method"]: r for r in _ours(cost)}
+        rows = [[m, f"{by[m]['seconds']:.0f}", f"{by[m + '+dense']['seconds']:.0f}",
+                 f"{by[m + '+dense']['seconds'] / by[m]['seconds']:.2f}"] for m in by if m + "+dense" in by]
+        parts.append(f"Pruning seconds with and without the dense target, one process ({DENSE_TARGET_COST}):\n\n"
+                     + table(["method", "α = 0 s", "α > 0 s", "ratio"], rows))
     return "\n\n".join(parts)
 
 
