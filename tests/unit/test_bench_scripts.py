@@ -45,3 +45,14 @@ def test_cg_stop_smoke(tmp_path):
     assert len(rows) == 4 and rows["residual 1e-4"]["stop"] == "residual"
     assert all(r["gap_vs_optimum"] < 1e-4 for r in rows.values())  # every rule ends near the optimum
     assert rows["+ ftol 1e-5"]["iterations"] <= rows["residual 1e-4"]["iterations"]
+
+
+def test_report_renders_committed_results():
+    """bench/report.py renders the README's tables from the committed JSON; a result file whose
+    shape a section no longer reads breaks it here, not when someone regenerates the README."""
+    proc = subprocess.run([sys.executable, str(BENCH / "report.py")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    sections = {line[5:-4] for line in proc.stdout.splitlines() if line.startswith("<!-- ")}
+    assert {"quality", "owl", "parity_by_seed", "parity_by_host", "dense_target"} <= sections
+    host_rows = proc.stdout.split("<!-- parity_by_host -->")[1].split("<!--")[0]
+    assert "Intel Xeon" in host_rows and "AMD EPYC" in host_rows  # each host's draws on their own rows
