@@ -422,6 +422,7 @@ def dense_target() -> str:
             if anchor:
                 out.append([setting, f"llm-compressor {anchor['method']}", 0.0, f"{anchor['ppl']:.2f}", "1.000", "",
                             f"{anchor['sparsity']:.4f}", name])
+    out.sort(key=lambda row: row[0])  # by setting, each setting's rows in their run's order
     if out:
         parts.append("Dense target, WikiText-2 test:\n\n" + table(
             ["setting", "run", "α", "ppl", "/ llmc SparseGPT uniform", "OWL / same target uniform", "zeros", "run file"], out))
