@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 from datetime import timedelta
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import select, update
 
@@ -142,7 +142,7 @@ def sweep(settings: Settings) -> dict[str, str]:
     for fn in SWEEPS:
         try:
             fn(settings)
-        except Exception as exc:  # noqa: BLE001 - logged; the next round tries again
+        except Exception as exc:  # broad on purpose: logged, and the next round tries again
             log.warning("sweep %s failed", fn.__name__, exc_info=True)
             failed[fn.__name__] = f"{type(exc).__name__}: {exc}"
     return failed
