@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
 from fastapi import FastAPI
 
@@ -14,7 +13,7 @@ from .requests import RequestContext
 from .routes import artifacts, dashboard, events, health, jobs, keys, methods, metrics, models, schedules, webhooks, workers
 
 
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Topiary", version="0.1.0",
                   description="One-shot LLM pruning jobs (ALPS, PGZ, SparseGPT, Wanda, magnitude).")
     app.state.settings = settings or get_settings()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -37,7 +38,7 @@ def add_named(s: Session, row: Any, noun: str) -> None:
         raise Problem(409, "name-taken", "Name taken", f"a {noun} named {row.name} exists")
 
 
-def apply(row: Any, update: BaseModel, convert: Optional[Callable[[str, Any], Any]] = None) -> None:
+def apply(row: Any, update: BaseModel, convert: Callable[[str, Any], Any] | None = None) -> None:
     """Copy the fields a PATCH body sets onto the row."""
     for field, value in update.model_dump(exclude_none=True).items():
         setattr(row, field, convert(field, value) if convert else value)

@@ -6,8 +6,8 @@ submission, so a bad job is refused at the door with the exact field, not an hou
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional, Union
+from datetime import datetime, UTC
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,13 +23,13 @@ _DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
 
 def _as_utc(value: datetime) -> datetime:
     """SQLite returns timestamps without a zone; every stored timestamp is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-def _nul_at(value: Any, where: str = "") -> Optional[str]:
+def _nul_at(value: Any, where: str = "") -> str | None:
     """The dotted path of the first string (value or key) holding a NUL character, if any."""
     if isinstance(value, str):
         return (where or "body") if "\x00" in value else None
@@ -102,17 +102,17 @@ class Calibration(Body):
 class Evaluation(Body):
     datasets: list[EvalDataset] = Field(default_factory=lambda: list(jobspec.DEFAULT_EVAL_DATASETS),
                                         max_length=len(jobspec.EVAL_DATASETS))
-    limit: Optional[int] = _limit("evaluation.limit", default=None, description="at most this many windows per dataset")
-    seqlen: Optional[int] = _limit("evaluation.seqlen", default=None, description="window length; default: calibration seqlen")
+    limit: int | None = _limit("evaluation.limit", default=None, description="at most this many windows per dataset")
+    seqlen: int | None = _limit("evaluation.seqlen", default=None, description="window length; default: calibration seqlen")
     tasks: list[ZeroShotTask] = Field(default_factory=list, max_length=len(jobspec.ZERO_SHOT_TASKS),
                                       description="zero-shot tasks, scored the lm-evaluation-harness way")
-    task_limit: Optional[int] = _limit("evaluation.task_limit", default=None, description="at most this many items per task")
+    task_limit: int | None = _limit("evaluation.task_limit", default=None, description="at most this many items per task")
     dense: bool = Field(True, description="also evaluate the dense model")
 
 
 class Quantize(Body):
     bits: int = _limit("quantize.bits", default=jobspec.QuantSpec().bits)
-    group_size: Optional[int] = _limit("quantize.group_size", default=None)
+    group_size: int | None = _limit("quantize.group_size", default=None)
     format: Literal[jobspec.job.QUANT_FORMATS] = Field(  # type: ignore[valid-type]
         jobspec.QuantSpec().format, description="packed: compressed-tensors pack-quantized (served by vLLM as W4A16); "
                                                 "dense: float weights on the grid")
@@ -141,13 +141,13 @@ class SparsityProfile(Body):
 
 
 class Gates(Body):
-    max_ppl_ratio: Optional[float] = Field(None, description="pruned / dense perplexity, on every evaluated dataset",
+    max_ppl_ratio: float | None = Field(None, description="pruned / dense perplexity, on every evaluated dataset",
                                            json_schema_extra={"minimum": 1})
-    max_ppl: Optional[float] = Field(None, description="pruned perplexity, on every evaluated dataset",
+    max_ppl: float | None = Field(None, description="pruned perplexity, on every evaluated dataset",
                                      json_schema_extra={"minimum": 1})
-    min_zero_shot_retained: Optional[float] = Field(None, description="pruned / dense mean zero-shot accuracy",
+    min_zero_shot_retained: float | None = Field(None, description="pruned / dense mean zero-shot accuracy",
                                                     json_schema_extra={"minimum": 0, "maximum": 1.5})
-    max_regression: Optional[float] = Field(None, description="relative perplexity increase over the last succeeded "
+    max_regression: float | None = Field(None, description="relative perplexity increase over the last succeeded "
                                             "job of the same schedule (0.02: 2%)",
                                             json_schema_extra={"minimum": 0, "maximum": 100})
 
@@ -155,12 +155,12 @@ class Gates(Body):
 class JobCreate(Body):
     model: str = Field(..., min_length=1, max_length=500, description="bundled name, registered model, or hub id")
     method: Method = Field(..., description="GET /v1/methods lists each method with its options")
-    sparsity: Optional[float] = Field(None, description=f"fraction of zeros in [0, 1); default "
+    sparsity: float | None = Field(None, description=f"fraction of zeros in [0, 1); default "
                                       f"{jobspec.DEFAULT_SPARSITY}, or the pattern's")
-    pattern: Optional[str] = Field(None, max_length=20, description="'unstructured' or N:M, e.g. 2:4")
+    pattern: str | None = Field(None, max_length=20, description="'unstructured' or N:M, e.g. 2:4")
     options: dict[str, OptionValue] = Field(default_factory=dict, max_length=64, json_schema_extra=_options_schema(),
                                             description="the method's options (GET /v1/methods); unknown names are refused")
-    quantize: Optional[Quantize] = None
+    quantize: Quantize | None = None
     sparsity_profile: SparsityProfile = Field(default_factory=SparsityProfile,
                                               description="how the global sparsity is spread over the layers")
     dense_target: float = Field(0.0, description="weight in [0, 1] of the dense model's layer outputs in each layer's "
@@ -171,11 +171,11 @@ class JobCreate(Body):
     device: str = Field("auto", max_length=10, description="auto, cpu, cuda or cuda:N",
                         json_schema_extra={"pattern": jobspec.job.DEVICE.pattern})
     dtype: Literal[jobspec.DTYPES] = Field("auto", description="storage dtype; auto keeps the checkpoint's own")  # type: ignore[valid-type]
-    sweep: Optional[list[Union[float, str]]] = Field(
+    sweep: list[float | str] | None = Field(
         None, max_length=jobspec.job.MAX_SWEEP_POINTS,
         description="prune at each of these settings (sparsities, N:M patterns) instead of one: one checkpoint per "
                     "point, the dense evaluation shared, the report a perplexity-vs-sparsity curve")
-    gates: Optional[Gates] = Field(None, description="limits the report must meet; a job that breaks one ends "
+    gates: Gates | None = Field(None, description="limits the report must meet; a job that breaks one ends "
                                    "gate_failed, its checkpoint and report kept")
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
 
@@ -194,12 +194,12 @@ class ApiKeyOut(BaseModel):
     prefix: str = Field(description="the key's public part, tpk_<8 hex>; the secret is never shown again")
     scopes: list[str]
     created_at: Timestamp
-    revoked_at: Optional[Timestamp] = None
+    revoked_at: Timestamp | None = None
 
 
 class Needs(BaseModel):
     host_memory_bytes: int
-    gpu_memory_bytes: Optional[int] = Field(None, description="None when the job runs on the CPU")
+    gpu_memory_bytes: int | None = Field(None, description="None when the job runs on the CPU")
     disk_bytes: int = Field(description="the result plus the resume area while the job runs")
     expected_seconds: float
 
@@ -212,14 +212,14 @@ class SecondsRange(BaseModel):
 
 class WorkerClass(BaseModel):
     device: str
-    gpu_name: Optional[str] = None
-    gpu_memory_bytes: Optional[int] = None
+    gpu_name: str | None = None
+    gpu_memory_bytes: int | None = None
     host_memory_bytes: int
     workers: int = Field(description="live workers of this class")
-    runs_on: Optional[str] = Field(None, description="cpu | cuda: where the job would run there; None: it cannot")
+    runs_on: str | None = Field(None, description="cpu | cuda: where the job would run there; None: it cannot")
     fits: bool
-    needs: Optional[Needs] = None
-    seconds: Optional[SecondsRange] = None
+    needs: Needs | None = None
+    seconds: SecondsRange | None = None
 
 
 class JobEstimate(BaseModel):
@@ -240,13 +240,13 @@ class WorkerOut(BaseModel):
     pid: int
     queue: str
     device: str = Field(description="cuda | cpu | mps")
-    gpu_name: Optional[str] = None
-    gpu_memory_bytes: Optional[int] = None
+    gpu_name: str | None = None
+    gpu_memory_bytes: int | None = None
     host_memory_bytes: int
     cpus: int
     version: str
     busy: bool = Field(description="running a job now")
-    current_job_id: Optional[str] = Field(None, description="the job in hand, when it is one of the caller's tenant")
+    current_job_id: str | None = Field(None, description="the job in hand, when it is one of the caller's tenant")
     started_at: Timestamp
     heartbeat_at: Timestamp
 
@@ -265,14 +265,14 @@ class JobOut(BaseModel):
     spec: dict[str, Any]
     metadata: dict[str, str]
     progress: dict[str, Any]
-    result: Optional[dict[str, Any]]
-    error: Optional[JobError]
+    result: dict[str, Any] | None
+    error: JobError | None
     attempt: int
     created_at: Timestamp
-    started_at: Optional[Timestamp]
-    finished_at: Optional[Timestamp]
-    schedule_id: Optional[str] = None  # set when a schedule created the job ...
-    scheduled_for: Optional[Timestamp] = None  # ... for this slot
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    schedule_id: str | None = None  # set when a schedule created the job ...
+    scheduled_for: Timestamp | None = None  # ... for this slot
 
 
 class EventOut(BaseModel):
@@ -294,8 +294,8 @@ class ArtifactOut(BaseModel):
 
 class ModelCreate(Body):
     name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][\w.-]*$")
-    path: Optional[str] = Field(None, max_length=1000, description="a model directory under an allowed root")
-    hub_id: Optional[str] = Field(None, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    path: str | None = Field(None, max_length=1000, description="a model directory under an allowed root")
+    hub_id: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelCreate":
@@ -310,7 +310,7 @@ class ModelOut(BaseModel):
     name: str
     kind: str
     source: str
-    created_at: Optional[Timestamp]
+    created_at: Timestamp | None
 
 
 class DatasetOut(BaseModel):
@@ -335,10 +335,10 @@ class ScheduleCreate(Body):
 
 
 class ScheduleUpdate(Body):
-    cron: Optional[str] = Field(None, max_length=120)
-    timezone: Optional[str] = Field(None, max_length=64)
-    misfire: Optional[Literal["run_latest", "skip"]] = None
-    enabled: Optional[bool] = None
+    cron: str | None = Field(None, max_length=120)
+    timezone: str | None = Field(None, max_length=64)
+    misfire: Literal["run_latest", "skip"] | None = None
+    enabled: bool | None = None
 
     _cron = field_validator("cron")(lambda cls, v: v if v is None else schedules.check_cron(v))
     _timezone = field_validator("timezone")(lambda cls, v: v if v is None else schedules.check_timezone(v))
@@ -354,9 +354,9 @@ class ScheduleOut(BaseModel):
     enabled: bool
     spec: dict[str, Any]
     metadata: dict[str, str]
-    next_fire_at: Optional[Timestamp]
-    last_fired_at: Optional[Timestamp]
-    last_job_id: Optional[str]
+    next_fire_at: Timestamp | None
+    last_fired_at: Timestamp | None
+    last_job_id: str | None
     created_at: Timestamp
 
 
@@ -364,7 +364,7 @@ WebhookEvent = Literal[webhooks.EVENT_TYPES]  # type: ignore[valid-type]
 _ALL_EVENTS = list(webhooks.EVENT_TYPES)
 
 
-def _http_url(v: Optional[str]) -> Optional[str]:
+def _http_url(v: str | None) -> str | None:
     if v is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", v):
         raise ValueError("must be an http:// or https:// URL")
     if v is not None:
@@ -380,9 +380,9 @@ class WebhookCreate(Body):
 
 
 class WebhookUpdate(Body):
-    url: Optional[str] = Field(None, max_length=2000)
-    events: Optional[list[WebhookEvent]] = Field(None, min_length=1, max_length=len(_ALL_EVENTS))
-    enabled: Optional[bool] = None
+    url: str | None = Field(None, max_length=2000)
+    events: list[WebhookEvent] | None = Field(None, min_length=1, max_length=len(_ALL_EVENTS))
+    enabled: bool | None = None
 
     _url = field_validator("url")(lambda cls, v: _http_url(v))
 
@@ -394,7 +394,7 @@ class WebhookOut(BaseModel):
     events: list[str]
     enabled: bool
     created_at: Timestamp
-    secret: Optional[str] = Field(None, description="whsec_...: only in the response that creates the endpoint")
+    secret: str | None = Field(None, description="whsec_...: only in the response that creates the endpoint")
 
 
 class DeliveryOut(BaseModel):
@@ -403,11 +403,11 @@ class DeliveryOut(BaseModel):
     event_type: str
     status: Literal["pending", "delivered", "failed"]
     attempts: int
-    last_status: Optional[int]
-    last_error: Optional[str]
-    next_attempt_at: Optional[Timestamp]
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: Timestamp | None
     created_at: Timestamp
-    delivered_at: Optional[Timestamp]
+    delivered_at: Timestamp | None
     payload: dict[str, Any]
 
 
@@ -421,5 +421,5 @@ class Page(BaseModel):
     object: Literal["list"] = "list"
     data: list[Any]
     has_more: bool
-    first_id: Optional[Union[str, int]] = None
-    last_id: Optional[Union[str, int]] = None
+    first_id: str | int | None = None
+    last_id: str | int | None = None

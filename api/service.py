@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -66,7 +66,7 @@ def checked_spec(body: JobCreate, prefix: str = "") -> dict[str, Any]:
         raise _invalid(exc, prefix) from None
 
 
-def model_config(model_source: dict[str, str]) -> Optional[dict]:
+def model_config(model_source: dict[str, str]) -> dict | None:
     """The model's config.json where this process can read it: the bundled model's is in the
     spec; a registered directory's is on disk (when the API shares the workers' filesystem)."""
     return layout.read_config(model_source["source"]) if model_source["kind"] in ("bundled", "local") else None
@@ -117,7 +117,7 @@ def _replay(s: Session, tenant_id: str, key: str, fingerprint: str) -> tuple[int
 
 
 def create_job(s: Session, settings: Settings, tenant_id: str, body: JobCreate,
-               idempotency_key: Optional[str]) -> tuple[int, dict[str, Any], bool]:
+               idempotency_key: str | None) -> tuple[int, dict[str, Any], bool]:
     """Returns (status code, body, replayed). The job row and its Idempotency-Key row commit in
     one transaction: a request that dies midway (the database restarting) leaves neither, and a
     concurrent twin waits on the key's row, then replays the winner's response."""

@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from common import print_table, write_json  # noqa: E402
-from service_fixtures import ROOT, alembic, free_port, postgres_database  # noqa: E402
+from common import print_table, write_json
+from service_fixtures import ROOT, alembic, free_port, postgres_database
 
 BODY = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,
         "calibration": {"source": "c4", "nsamples": 4, "seqlen": 64, "seed": 0},

@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import print_table, write_json  # noqa: E402
+from common import print_table, write_json
 
 
 def make_model(directory: Path, hidden: int, mlp: int, blocks: int, heads: int, kv_heads: int) -> int:

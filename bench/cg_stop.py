@@ -23,12 +23,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, write_json  # noqa: E402
-from gpu_layer import Clock, spec_for, synthetic_stats  # noqa: E402
+from common import print_table, write_json
+from gpu_layer import Clock, spec_for, synthetic_stats
 
-from pruning_core.methods.alps import ALPSOptions, admm, kept_count, normalize, project, reconstruction_energy  # noqa: E402
-from pruning_core.numerics import no_tf32  # noqa: E402
-from pruning_core.refit import cg_refit  # noqa: E402
+from pruning_core.methods.alps import ALPSOptions, admm, kept_count, normalize, project, reconstruction_energy
+from pruning_core.numerics import no_tf32
+from pruning_core.refit import cg_refit
 
 RULES = [("residual 1e-4", None), ("+ ftol 1e-7", 1e-7), ("+ ftol 1e-6", 1e-6), ("+ ftol 1e-5", 1e-5)]
 

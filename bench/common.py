@@ -29,7 +29,7 @@ class Protocol:
         self.split = split
         self.model, self.tokenizer = models.load("smollm2-135m", "float32")
         self.dense_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        tokenize = lambda text: self.tokenizer(text).input_ids  # noqa: E731  (default settings)
+        tokenize = lambda text: self.tokenizer(text).input_ids
         self.calib = data.calibration_ids("c4", tokenize, nsamples, seqlen, seed)  # [nsamples, seqlen]
         # "valid": WikiText-2's validation text, read as is like the test text, for choosing knobs
         # without looking at the windows the tables report

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, write_json  # noqa: E402
+from common import print_table, write_json
 
-from pruning_core.spec import JobSpec  # noqa: E402
-from pruning_core.spec.estimate import estimate  # noqa: E402
+from pruning_core.spec import JobSpec
+from pruning_core.spec.estimate import estimate
 
 CLI = [sys.executable, "-m", "topiary.cli"]
 

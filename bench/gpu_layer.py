@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, write_json  # noqa: E402
+from common import print_table, write_json
 
-from pruning_core import METHODS, Pattern, PruneSpec  # noqa: E402
-from pruning_core.numerics import no_tf32  # noqa: E402
-from pruning_core.stats import GramAccumulator, LayerStats, relative_error  # noqa: E402
+from pruning_core import METHODS, Pattern, PruneSpec
+from pruning_core.numerics import no_tf32
+from pruning_core.stats import GramAccumulator, LayerStats, relative_error
 
 
 class Clock:

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, write_json  # noqa: E402
+from common import print_table, write_json
 
-from pruning_core import Pattern, PruneSpec  # noqa: E402
-from pruning_core.driver import prune_model  # noqa: E402
+from pruning_core import Pattern, PruneSpec
+from pruning_core.driver import prune_model
 
 # Shapes of the real models; the block count is a flag. (hidden, intermediate, heads, kv heads, vocab)
 PRESETS = {

@@ -22,8 +22,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from common import print_table, write_json  # noqa: E402
-from service_fixtures import Service, alembic, postgres_database  # noqa: E402
+from common import print_table, write_json
+from service_fixtures import Service, alembic, postgres_database
 
 TINY = {"method": "magnitude", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 2, "seqlen": 16, "seed": 0},
         "evaluation": {"datasets": []}, "device": "cpu"}

@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, print_table, timed, write_json  # noqa: E402
+from common import Protocol, print_table, timed, write_json
 
-from pruning_core import METHODS, Pattern, PruneSpec  # noqa: E402
-from pruning_core.numerics import no_tf32  # noqa: E402
-from pruning_core.oracle import exact_refit  # noqa: E402
-from pruning_core.stats import GramAccumulator, relative_error  # noqa: E402
+from pruning_core import METHODS, Pattern, PruneSpec
+from pruning_core.numerics import no_tf32
+from pruning_core.oracle import exact_refit
+from pruning_core.stats import GramAccumulator, relative_error
 
 SUBMODULE = {"q_proj": "self_attn.q_proj", "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj",
              "down_proj": "mlp.down_proj"}

@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, print_table, write_json  # noqa: E402
-from quality import OWL, run_llmcompressor, run_ours  # noqa: E402
+from common import Protocol, print_table, write_json
+from quality import OWL, run_llmcompressor, run_ours
 
 
 def pruned_sets(model) -> list[dict[str, torch.Tensor]]:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, code_version, print_table, timed, write_json  # noqa: E402
+from common import Protocol, code_version, print_table, timed, write_json
 
-from pruning_core import PruneSpec, driver, prune_model  # noqa: E402
-from pruning_core.profiles import OWL_NORMS, owl_ratios  # noqa: E402
-from pruning_core.spec import CalibrationSpec, SparsityProfile  # noqa: E402
+from pruning_core import PruneSpec, driver, prune_model
+from pruning_core.profiles import OWL_NORMS, owl_ratios
+from pruning_core.spec import CalibrationSpec, SparsityProfile
 
 
 def main() -> None:

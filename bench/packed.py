@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, timed, write_json  # noqa: E402
+from common import print_table, timed, write_json
 
-from pruning_core import data, models, pipeline  # noqa: E402
-from pruning_core.evaluate import perplexity  # noqa: E402
-from pruning_core.spec import JobSpec  # noqa: E402
+from pruning_core import data, models, pipeline
+from pruning_core.evaluate import perplexity
+from pruning_core.spec import JobSpec
 
 RUNS = {"pgz-int4": ("pgz", {"bits": 4}), "sparsegpt-int4-g64": ("sparsegpt", {"bits": 4, "group_size": 64})}
 

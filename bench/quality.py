@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, print_table, timed, write_json  # noqa: E402
+from common import Protocol, print_table, timed, write_json
 
-from pruning_core import Pattern, PruneSpec, prune_model  # noqa: E402
-from pruning_core.quant import QuantSpec  # noqa: E402
-from pruning_core.spec import CalibrationSpec, SparsityProfile  # noqa: E402
+from pruning_core import Pattern, PruneSpec, prune_model
+from pruning_core.quant import QuantSpec
+from pruning_core.spec import CalibrationSpec, SparsityProfile
 
 OWL = {"m": 5.0, "lambda": 0.08}  # set from --owl-m / --owl-lambda
 DENSE_TARGET = {"alpha": 0.3}  # set from --dense-target, for the "+dense" rows

@@ -55,7 +55,7 @@ def quality() -> str:
         if not any(cells):
             continue
         anchor = rows.get((setting, "llm-compressor", "sparsegpt"))
-        ratio = lambda m: f"{rows[(setting, 'topiary', m)]['ppl'] / anchor['ppl']:.3f}" if anchor and (setting, "topiary", m) in rows else ""  # noqa: E731
+        ratio = lambda m: f"{rows[(setting, 'topiary', m)]['ppl'] / anchor['ppl']:.3f}" if anchor and (setting, "topiary", m) in rows else ""
         out.append([setting] + [f"{c['ppl']:.2f}" if c else "" for c in cells] + [ratio("pgz"), ratio("alps")])
     head = f"Dense: {dense['ppl']:.2f}.\n\n" if dense else ""
     return head + table(["setting"] + [h for _, _, h in COLUMNS] + ["PGZ / llmc SparseGPT", "ALPS / llmc SparseGPT"], out)
@@ -143,7 +143,7 @@ def zero_shot() -> str:
     if not data:
         return ""
     tasks = list(data["rows"][0]["tasks"])
-    pick = lambda r: r.get("acc_norm", r["acc"])  # noqa: E731
+    pick = lambda r: r.get("acc_norm", r["acc"])
     rows = [[r["setting"], r["method"], *(f"{100 * pick(r['tasks'][t]):.1f}" for t in tasks), f"**{100 * r['mean']:.1f}**"]
             for r in data["rows"]]
     env = data["env"]

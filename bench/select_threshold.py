@@ -17,9 +17,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_table, write_json  # noqa: E402
+from common import print_table, write_json
 
-from pruning_core.masks import kth_largest  # noqa: E402
+from pruning_core.masks import kth_largest
 
 STRATEGIES = {
     "kthvalue": lambda flat, k: torch.kthvalue(flat, flat.numel() - k + 1).values,

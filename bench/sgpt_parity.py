@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, code_version, print_table, write_json  # noqa: E402
-from layer import SUBMODULE, capture_stats  # noqa: E402
+from common import Protocol, code_version, print_table, write_json
+from layer import SUBMODULE, capture_stats
 
-from pruning_core import METHODS, PruneSpec  # noqa: E402
-from pruning_core.stats import relative_error  # noqa: E402
+from pruning_core import METHODS, PruneSpec
+from pruning_core.stats import relative_error
 
 
 def theirs(W: torch.Tensor, H: torch.Tensor, sparsity: float, blocksize: int, percdamp: float) -> torch.Tensor:

@@ -29,10 +29,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from common import print_table, write_json  # noqa: E402
-from job_queue import tiny_model  # noqa: E402
-from servers import OwnPostgres, OwnRedis  # noqa: E402
-from service_fixtures import Service, alembic  # noqa: E402
+from common import print_table, write_json
+from job_queue import tiny_model
+from servers import OwnPostgres, OwnRedis
+from service_fixtures import Service, alembic
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 # small jobs; every other one slow enough (PGZ) that workers stay busy and faults catch jobs

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Protocol, print_table, timed, write_json  # noqa: E402
+from common import Protocol, print_table, timed, write_json
 
-from pruning_core import Pattern, PruneSpec, prune_model  # noqa: E402
-from pruning_core.spec import CalibrationSpec  # noqa: E402
-from pruning_core.zeroshot import TASKS, zero_shot  # noqa: E402
+from pruning_core import Pattern, PruneSpec, prune_model
+from pruning_core.spec import CalibrationSpec
+from pruning_core.zeroshot import TASKS, zero_shot
 
 
 def headline(result: dict) -> float:

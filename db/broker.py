@@ -8,7 +8,6 @@ import base64
 import functools
 import json
 import logging
-from typing import Optional
 
 from celery import Celery
 
@@ -47,7 +46,7 @@ def celery_app(settings: Settings) -> Celery:
     return _app(settings.broker)
 
 
-def _job_id(raw: bytes) -> Optional[str]:
+def _job_id(raw: bytes) -> str | None:
     """The job id a Celery (protocol 2) message carries: body = base64(JSON [args, kwargs, embed])."""
     try:
         message = json.loads(raw)
@@ -60,7 +59,7 @@ def _job_id(raw: bytes) -> Optional[str]:
         return None
 
 
-def held_job_ids(settings: Settings) -> Optional[set[str]]:
+def held_job_ids(settings: Settings) -> set[str] | None:
     """Ids of the job messages waiting in the broker's queue for a worker (not those already
     delivered), or None when this broker cannot be inspected (then callers fall back to time).
     Redis: the queue's lists (kombu keeps one per priority step); filesystem: the queue folder."""
@@ -87,7 +86,7 @@ def held_job_ids(settings: Settings) -> Optional[set[str]]:
                     continue
         else:
             return None
-    except Exception:  # noqa: BLE001 - broker down: nothing is known
+    except Exception:
         log.warning("could not list the broker's queue", exc_info=True)
         return None
     return {job_id for job_id in map(_job_id, raws) if job_id}
@@ -99,6 +98,6 @@ def enqueue(settings: Settings, job_id: str) -> bool:
     try:
         celery_app(settings).send_task(TASK_NAME, args=[job_id], queue=settings.task_queue)
         return True
-    except Exception:  # noqa: BLE001 - any broker error; the row is safe
+    except Exception:
         log.warning("could not enqueue %s; it stays queued in the database", job_id, exc_info=True)
         return False

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Iterable, Optional, Union
+from typing import Union
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -24,7 +25,7 @@ def _networks(allowed: Iterable[str]) -> list:
     return [ipaddress.ip_network(n, strict=False) for n in allowed]
 
 
-def _literal(host: str) -> Optional[Address]:
+def _literal(host: str) -> Address | None:
     """The address a literal host names, including the old numeric IPv4 forms (2130706433,
     0x7f.1, 127.1) that resolvers accept; None for a name."""
     try:

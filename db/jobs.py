@@ -5,7 +5,8 @@ recorded as an event in the same transaction."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Optional, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -44,7 +45,7 @@ def fresh_progress(stage: str) -> dict[str, Any]:
 
 
 def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata: dict[str, str],
-               schedule: Optional[tuple[str, datetime]] = None) -> Job:
+               schedule: tuple[str, datetime] | None = None) -> Job:
     """A queued job; `schedule` = (schedule id, slot time) for jobs a schedule fires."""
     schedule_id, slot = schedule or (None, None)
     job = Job(tenant_id=tenant_id, status=st.QUEUED, model=spec["model"], method=spec["method"], spec=spec,
@@ -56,8 +57,8 @@ def create_job(session: Session, tenant_id: str, spec: dict[str, Any], metadata:
     return job
 
 
-def transition(session: Session, job: Job, new: str, *, error: Optional[tuple[str, str]] = None,
-               result: Optional[dict[str, Any]] = None, where: Sequence[Any] = (), **values: Any) -> Job:
+def transition(session: Session, job: Job, new: str, *, error: tuple[str, str] | None = None,
+               result: dict[str, Any] | None = None, where: Sequence[Any] = (), **values: Any) -> Job:
     """Move `job` from the status this writer read to `new`, as one compare-and-set UPDATE
     (conditioned on that status and on `where`, e.g. the lease owner). Of racing writers exactly
     one wins; the others get Conflict with the row refreshed, and no event is written for them.
@@ -110,15 +111,15 @@ def request_cancel(session: Session, job: Job, tries: int = 5) -> Job:
     raise Conflict(job, st.CANCELLING)
 
 
-def get_job(session: Session, tenant_id: str, job_id: str) -> Optional[Job]:
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job | None:
     """Tenant-scoped lookup: another tenant's job is simply not found."""
     return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
 
 
-def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: Optional[str] = None,
-              status: Optional[str] = None, method: Optional[str] = None, model: Optional[str] = None,
-              created_after: Optional[datetime] = None, created_before: Optional[datetime] = None,
-              metadata: Optional[dict[str, str]] = None, schedule_id: Optional[str] = None) -> tuple[list[Job], bool]:
+def list_jobs(session: Session, tenant_id: str, limit: int = 20, after: str | None = None,
+              status: str | None = None, method: str | None = None, model: str | None = None,
+              created_after: datetime | None = None, created_before: datetime | None = None,
+              metadata: dict[str, str] | None = None, schedule_id: str | None = None) -> tuple[list[Job], bool]:
     """Newest first; `after` is the id of the last job of the previous page."""
     q = select(Job).where(Job.tenant_id == tenant_id)
     if after:
@@ -150,7 +151,7 @@ def events_after(session: Session, job_id: str, after: int = 0, limit: int = 100
     return list(session.scalars(q))
 
 
-def terminal_event(session: Session, job_id: str) -> Optional[JobEvent]:
+def terminal_event(session: Session, job_id: str) -> JobEvent | None:
     """The status event that ended the job, if it has ended (there is exactly one)."""
     job = session.get(Job, job_id)
     if job is None or job.status not in st.TERMINAL:
@@ -159,7 +160,7 @@ def terminal_event(session: Session, job_id: str) -> Optional[JobEvent]:
     return session.scalars(q.limit(1)).first()
 
 
-def last_succeeded(session: Session, job: Job) -> Optional[Job]:
+def last_succeeded(session: Session, job: Job) -> Job | None:
     """The newest succeeded job of `job`'s schedule other than itself: what a regression gate
     compares with (a gate_failed night is not a baseline: nothing of it shipped)."""
     q = (select(Job).where(Job.schedule_id == job.schedule_id, Job.id != job.id, Job.status == st.SUCCEEDED)

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,7 +43,7 @@ def create_key(session: Session, tenant_name: str, scopes: list[str]) -> tuple[A
     return record, plaintext
 
 
-def verify(session: Session, plaintext: str) -> Optional[ApiKey]:
+def verify(session: Session, plaintext: str) -> ApiKey | None:
     """The active key matching `plaintext`, or None. Looks up by prefix, compares in constant time."""
     parts = plaintext.split("_")
     if len(parts) < 3 or parts[0] != "tpk":
@@ -77,7 +76,7 @@ def sign_link(record: ApiKey, path: str, now: float) -> tuple[str, int]:
     return f"{record.prefix}.{expires}.{_link_mac(record, path, expires)}", expires
 
 
-def verify_link(session: Session, token: str, path: str, now: float) -> Optional[ApiKey]:
+def verify_link(session: Session, token: str, path: str, now: float) -> ApiKey | None:
     """The active key that signed `token` for `path`, if the link has not expired; else None."""
     try:
         prefix, expires_text, mac = token.split(".")

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("topiary_log_context", default={})
 ACCESS = "topiary.access"

@@ -4,8 +4,8 @@ JSON columns, timezone-aware timestamps, string ids with a visible prefix (pj_, 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import datetime, UTC
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:
@@ -28,16 +28,16 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:  # a client's zoneless query value: read as UTC, like every stored one
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
-    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -60,7 +60,7 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the whole key, hex
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Job(Base):
@@ -73,22 +73,22 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the normalized job spec
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    result: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    error_code: Mapped[Optional[str]] = mapped_column(String(80))
-    error_message: Mapped[Optional[str]] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    lease_owner: Mapped[Optional[str]] = mapped_column(String(200))
-    lease_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    enqueued_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)  # last doorbell ring
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last doorbell ring
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # set on jobs a schedule created: the pair is unique, so a slot fires at most once
-    schedule_id: Mapped[Optional[str]] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
-    scheduled_for: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    schedule_id: Mapped[str | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
@@ -111,9 +111,9 @@ class Schedule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
-    next_fire_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    last_fired_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
-    last_job_id: Mapped[Optional[str]] = mapped_column(String(40))
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_job_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -132,12 +132,12 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     queue: Mapped[str] = mapped_column(String(100))
     device: Mapped[str] = mapped_column(String(20))  # cuda | cpu | mps
-    gpu_name: Mapped[Optional[str]] = mapped_column(String(200))
-    gpu_memory_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    gpu_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     host_memory_bytes: Mapped[int] = mapped_column(BigInteger)
     cpus: Mapped[int] = mapped_column(Integer)
     version: Mapped[str] = mapped_column(String(40))
-    current_job_id: Mapped[Optional[str]] = mapped_column(String(40))
+    current_job_id: Mapped[str | None] = mapped_column(String(40))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
@@ -166,11 +166,11 @@ class WebhookDelivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, default=utcnow)
-    last_status: Mapped[Optional[int]] = mapped_column(Integer)  # HTTP status of the last attempt
-    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
 
@@ -192,7 +192,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("art"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    job_id: Mapped[Optional[str]] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(500))  # path inside the job's output, e.g. model/config.json
     location: Mapped[str] = mapped_column(String(1000))  # key in the artifact store
     size: Mapped[int] = mapped_column(Integer)
@@ -228,6 +228,6 @@ class IdempotencyRecord(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[Optional[int]] = mapped_column(Integer)
-    response: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

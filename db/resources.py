@@ -3,18 +3,18 @@ from table rows so both say exactly the same thing about a job."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import datetime, UTC
+from typing import Any
 
 from .models import Job
 
 
-def ts(value: Optional[datetime]) -> Optional[str]:
+def ts(value: datetime | None) -> str | None:
     """UTC timestamps as RFC 3339 with a Z (SQLite hands them back without a zone)."""
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.isoformat().replace("+00:00", "Z")
 
 

@@ -11,8 +11,7 @@ MISFIRE_GRACE of its time.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import datetime, timedelta, UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
@@ -33,7 +32,7 @@ def check_cron(cron: str) -> str:
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise ValueError(f"{cron!r} is not a 5-field cron expression (minute hour day month weekday)")
     try:  # valid fields can still name no date at all (February 30th)
-        croniter(cron, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except CroniterBadDateError:
         raise ValueError(f"{cron!r} never fires (no date matches it)") from None
     return cron
@@ -54,15 +53,15 @@ def _local(moment: datetime, tz: str) -> datetime:
 
 def next_slot(cron: str, tz: str, after: datetime) -> datetime:
     """The first slot strictly after `after`, in UTC (cron read as wall-clock time in `tz`)."""
-    return croniter(cron, _local(after, tz)).get_next(datetime).astimezone(timezone.utc)
+    return croniter(cron, _local(after, tz)).get_next(datetime).astimezone(UTC)
 
 
 def latest_slot(cron: str, tz: str, at: datetime) -> datetime:
     """The last slot at or before `at`, in UTC."""
-    return croniter(cron, _local(at + timedelta(seconds=1), tz)).get_prev(datetime).astimezone(timezone.utc)
+    return croniter(cron, _local(at + timedelta(seconds=1), tz)).get_prev(datetime).astimezone(UTC)
 
 
-def _fire_one(s: Session, sch: Schedule, now: datetime) -> Optional[str]:
+def _fire_one(s: Session, sch: Schedule, now: datetime) -> str | None:
     """Advance `sch` past `now` and create the job of its due slot. Returns the new job id, or
     None when another ticker got there first or the misfire policy skips the slot."""
     slot = latest_slot(sch.cron, sch.timezone, now)
@@ -81,7 +80,7 @@ def _fire_one(s: Session, sch: Schedule, now: datetime) -> Optional[str]:
     return job.id
 
 
-def fire_due(s: Session, now: Optional[datetime] = None) -> list[str]:
+def fire_due(s: Session, now: datetime | None = None) -> list[str]:
     """Create the jobs of every enabled schedule whose next slot has come; commits. Returns the
     new job ids for the caller to enqueue (after the commit, never before)."""
     now = now or utcnow()

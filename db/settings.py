@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Optional
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,12 +23,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOPIARY_", extra="ignore")
 
     home: Path = Field(default_factory=_home)
-    database_url: Optional[str] = None  # default: sqlite file under home
-    broker_url: Optional[str] = None  # default: kombu's filesystem transport under home
-    artifacts_dir: Optional[Path] = None  # default: home/artifacts
-    s3_bucket: Optional[str] = None  # set to store artifacts in S3-compatible storage instead
+    database_url: str | None = None  # default: sqlite file under home
+    broker_url: str | None = None  # default: kombu's filesystem transport under home
+    artifacts_dir: Path | None = None  # default: home/artifacts
+    s3_bucket: str | None = None  # set to store artifacts in S3-compatible storage instead
     s3_prefix: str = "topiary"
-    s3_endpoint_url: Optional[str] = None  # e.g. a MinIO or other S3-compatible endpoint
+    s3_endpoint_url: str | None = None  # e.g. a MinIO or other S3-compatible endpoint
     s3_region: str = "us-east-1"  # credentials come from the usual AWS_* variables
     allowed_model_roots: list[Path] = Field(default_factory=list)  # local model dirs users may register
     max_body_bytes: int = 1_048_576  # JSON request bodies

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -79,7 +79,7 @@ def claim_due(session: Session, limit: int = 20) -> list[tuple[WebhookDelivery, 
     return mine
 
 
-def finish(session: Session, delivery_id: str, ok: bool, status_code: Optional[int], error: Optional[str],
+def finish(session: Session, delivery_id: str, ok: bool, status_code: int | None, error: str | None,
            retry_seconds: list[float]) -> str:
     """Record one attempt; schedules the next one or gives up. Returns the delivery's status."""
     d = session.get(WebhookDelivery, delivery_id)
@@ -95,7 +95,7 @@ def finish(session: Session, delivery_id: str, ok: bool, status_code: Optional[i
     return d.status
 
 
-def headers(secret: str, delivery: WebhookDelivery, body: bytes, now: Optional[float] = None) -> dict[str, Any]:
+def headers(secret: str, delivery: WebhookDelivery, body: bytes, now: float | None = None) -> dict[str, Any]:
     timestamp = int(now if now is not None else time.time())
     return {"content-type": "application/json", "webhook-id": delivery.id, "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secret, delivery.id, timestamp, body), "user-agent": "topiary-webhooks/1"}

@@ -8,7 +8,7 @@ table covers models whose list is missing or misleading.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ class BlockInputs:
 
     hidden: list[torch.Tensor]
     kwargs: list[dict[str, Any]]
-    returns_tuple: Optional[bool] = None
+    returns_tuple: bool | None = None
 
 
 def activation_store(device: torch.device, nbytes: int) -> torch.device:

@@ -9,7 +9,7 @@ import ctypes
 import json
 import logging
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ class CheckpointError(TopiaryError):
     code = "corrupt-checkpoint"
 
 
-def shard_map(directory: Path) -> Optional[dict[str, Path]]:
+def shard_map(directory: Path) -> dict[str, Path] | None:
     """tensor name -> shard file, from the index of a sharded checkpoint or the single file;
     None when the directory holds no safetensors checkpoint (then it cannot be streamed)."""
     if (directory / INDEX).is_file():
@@ -107,7 +107,7 @@ class LazyCheckpoint:
             stored = f.get_slice(first).get_dtype()
         return SAFETENSORS_DTYPES.get(stored, torch.float32)
 
-    def _tensors(self, names: Iterable[str], files: Optional[dict[str, Path]] = None) -> dict[str, torch.Tensor]:
+    def _tensors(self, names: Iterable[str], files: dict[str, Path] | None = None) -> dict[str, torch.Tensor]:
         files = self.files if files is None else files
         by_file: dict[Path, list[str]] = {}
         for name in names:
@@ -131,7 +131,7 @@ class LazyCheckpoint:
         for module, attr in self.owners[name]:
             module._parameters[attr] = param
 
-    def _fill(self, names: list[str], files: Optional[dict[str, Path]] = None) -> None:
+    def _fill(self, names: list[str], files: dict[str, Path] | None = None) -> None:
         """Load the named (meta) parameters from the checkpoint (or from `files`)."""
         for name, tensor in self._tensors(names, files).items():
             want = self._param(name)
@@ -140,7 +140,7 @@ class LazyCheckpoint:
                                       f"makes it {tuple(want.shape)}")
             self._swap(name, tensor.to(self.dtype))
 
-    def _names(self, inside_blocks: Optional[int]) -> list[str]:
+    def _names(self, inside_blocks: int | None) -> list[str]:
         """Canonical names of block `inside_blocks`'s parameters, or (None) of those outside
         every block."""
         prefix = f"{self.block_path}."
@@ -149,7 +149,7 @@ class LazyCheckpoint:
             return [n for n in self.owners if n.startswith(mine)]
         return [n for n in self.owners if not n.startswith(prefix)]
 
-    def load(self, index: int, files: Optional[dict[str, Path]] = None) -> nn.Module:
+    def load(self, index: int, files: dict[str, Path] | None = None) -> nn.Module:
         """Materialize decoder block `index` on the CPU and return it; from `files` (tensor name
         -> shard) instead when given: a block an earlier attempt already pruned and wrote."""
         self._fill([n for n in self._names(index) if self._param(n).is_meta], files)

@@ -11,7 +11,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -46,7 +46,7 @@ def data_dir() -> Path:
     return (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 
 
-def _read_local(rel: str, root: Optional[Path]) -> Optional[list[str]]:
+def _read_local(rel: str, root: Path | None) -> list[str] | None:
     """Documents of a local file: one per line for .txt/.raw as a single text, rows for parquet."""
     path = (root or data_dir()) / rel
     if not path.is_file():
@@ -69,7 +69,7 @@ def _read_hub(spec: tuple) -> list[str]:
     return ["\n\n".join(ds[column])] if path == "wikitext" else [" ".join(s.strip() for s in ds[column])]
 
 
-def _documents(table: dict, dataset: str, root: Optional[Path], allow_download: bool) -> list[str]:
+def _documents(table: dict, dataset: str, root: Path | None, allow_download: bool) -> list[str]:
     if dataset not in table:
         raise SpecError(f"unknown dataset {dataset!r}; choose from {', '.join(table)}", "dataset")
     rel, hub = table[dataset]
@@ -84,7 +84,7 @@ def _documents(table: dict, dataset: str, root: Optional[Path], allow_download: 
     )
 
 
-def check_available(table: dict, dataset: str, root: Optional[Path], allow_download: bool) -> None:
+def check_available(table: dict, dataset: str, root: Path | None, allow_download: bool) -> None:
     """Raise what `_documents` would, without reading the file: for checks before a model loads."""
     rel, hub = table[dataset]
     if not ((root or data_dir()) / rel).is_file() and not allow_download:
@@ -93,7 +93,7 @@ def check_available(table: dict, dataset: str, root: Optional[Path], allow_downl
             "dataset")
 
 
-def check_calibration_source(source: str, root: Optional[Path], allow_download: bool) -> None:
+def check_calibration_source(source: str, root: Path | None, allow_download: bool) -> None:
     """What `calibration_ids` would refuse about its source, without reading the text."""
     if source in CALIB_FILES:
         check_available(CALIB_FILES, source, root, allow_download)
@@ -101,7 +101,7 @@ def check_calibration_source(source: str, root: Optional[Path], allow_download: 
         _calibration_file(Path(source).expanduser())
 
 
-def eval_text(dataset: str, root: Optional[Path] = None, allow_download: bool = False) -> str:
+def eval_text(dataset: str, root: Path | None = None, allow_download: bool = False) -> str:
     """The evaluation text, GPTQ-style: WikiText-2 test as is, PTB test lines joined with a space
     (each line stripped), the C4 sample's documents joined with a space."""
     docs = _documents(EVAL_FILES, dataset, root, allow_download)
@@ -161,7 +161,7 @@ def sample_windows(docs: list[str], tokenize: Callable[[str], list[int]], nsampl
 
 
 def calibration_ids(source: str, tokenize: Callable[[str], list[int]], nsamples: int, seqlen: int, seed: int,
-                    root: Optional[Path] = None, allow_download: bool = False) -> torch.Tensor:
+                    root: Path | None = None, allow_download: bool = False) -> torch.Tensor:
     """Calibration token ids [nsamples, seqlen] from a named dataset or a .txt/.jsonl file."""
     if source in CALIB_FILES:
         docs = _documents(CALIB_FILES, source, root, allow_download)

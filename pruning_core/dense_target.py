@@ -16,7 +16,6 @@ well as H so that identical inputs (block 0) give W′ = W.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn
@@ -71,7 +70,7 @@ class CrossHooks:
             h.remove()
 
 
-def shifted_weight(W: torch.Tensor, H: torch.Tensor, C: Optional[torch.Tensor], alpha: float,
+def shifted_weight(W: torch.Tensor, H: torch.Tensor, C: torch.Tensor | None, alpha: float,
                    percdamp: float) -> torch.Tensor:
     """W_α = W + α (W′ − W), W′ = W (C + δI)ᵀ (H + δI)⁻¹ with δ = percdamp · mean diag(H);
     W [m, n], H and C [n, n] normalized alike. Solved in float64; returns W's dtype."""

@@ -14,7 +14,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,10 +39,10 @@ class LayerReport:
     name: str
     shape: tuple[int, int]
     sparsity: float
-    rel_error: Optional[float]  # None for a method that reads no data (stats.layer_error)
+    rel_error: float | None  # None for a method that reads no data (stats.layer_error)
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
-    target: Optional[float] = None  # the sparsity the profile gave this layer
+    target: float | None = None  # the sparsity the profile gave this layer
 
 
 @dataclass
@@ -51,17 +52,17 @@ class Progress:
     stage: str  # "calibrating" | "measuring-outliers" (owl) | "resuming" | "pruning" | "done"
     layers_done: int
     layers_total: int
-    layer: Optional[LayerReport] = None
+    layer: LayerReport | None = None
     elapsed: float = 0.0
-    blocks: Optional[tuple[int, int]] = None  # "resuming": (blocks already done, blocks in all)
+    blocks: tuple[int, int] | None = None  # "resuming": (blocks already done, blocks in all)
     # the pace: layers pruned by this run and the seconds since its layer loop began. Calibration,
     # OWL's measuring pass and a resumed run's replayed blocks are not layer time.
-    pace: Optional[tuple[int, float]] = None
-    point: Optional[str] = None  # in a sweep: "2 of 5 (0.6)"
-    step: Optional[tuple[int, int, str]] = None  # inside a stage without layers: (done, total, of what)
+    pace: tuple[int, float] | None = None
+    point: str | None = None  # in a sweep: "2 of 5 (0.6)"
+    step: tuple[int, int, str] | None = None  # inside a stage without layers: (done, total, of what)
 
     @property
-    def eta_seconds(self) -> Optional[float]:
+    def eta_seconds(self) -> float | None:
         if self.stage != "pruning" or not self.pace or not self.pace[0]:
             return None
         layers, seconds = self.pace
@@ -73,7 +74,7 @@ class PruneResult:
     layers: list[LayerReport]
     # name -> (bit-packed keep mask, shape); or, for a run with a resume state, the per-block
     # mask files it wrote (export.merge_mask_files)
-    masks: Union[dict[str, tuple[np.ndarray, tuple[int, int]]], list[Path]]
+    masks: dict[str, tuple[np.ndarray, tuple[int, int]]] | list[Path]
     seconds: float
     profile: dict[str, Any] = field(default_factory=dict)  # the sparsity profile and what it measured
 
@@ -215,7 +216,7 @@ def prune_model(
     calib_ids: torch.Tensor,
     spec: PruneSpec,
     device: str | torch.device = "cpu",
-    progress: Optional[ProgressFn] = None,
+    progress: ProgressFn | None = None,
     batch_size: int = 8,
 ) -> PruneResult:
     """Prune `model` in place on calibration token ids `calib_ids` [nsamples, seqlen].
@@ -237,7 +238,7 @@ def prune_blocks(
     calib_ids: torch.Tensor,
     spec: PruneSpec,
     device: str | torch.device = "cpu",
-    progress: Optional[ProgressFn] = None,
+    progress: ProgressFn | None = None,
     batch_size: int = 8,
     resume=None,
 ) -> PruneResult:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -76,7 +77,7 @@ def _groups(batches: list[torch.Tensor], bytes_per_token: int, budget: int) -> I
 
 
 def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: BatchFn,
-                blockwise: Optional[bool] = None, progress: Optional[ProgressFn] = None, source=None) -> list:
+                blockwise: bool | None = None, progress: ProgressFn | None = None, source=None) -> list:
     """[fn(model, batch on `device`, batch index) for each batch], where calling the model (or its
     base_model) inside `fn` gives what the whole model on `device` gives. `blockwise` None picks
     block-sequential evaluation only when the model does not fit; a streamed `source` (its
@@ -124,7 +125,7 @@ class _Replay(nn.Module):
 
 
 @contextlib.contextmanager
-def _replayed(source, batches: list[torch.Tensor], device, progress: Optional[ProgressFn]) -> Iterator[None]:
+def _replayed(source, batches: list[torch.Tensor], device, progress: ProgressFn | None) -> Iterator[None]:
     """Push every batch through one decoder block at a time (each block visits the device once,
     fetched from and returned to `source`), then, for the duration, swap the block list for a
     replay of the last block's outputs and put the embeddings, final norm and lm_head on
@@ -154,9 +155,9 @@ def _replayed(source, batches: list[torch.Tensor], device, progress: Optional[Pr
 
 
 @torch.no_grad()
-def perplexity(model, token_ids: torch.Tensor, seqlen: int, limit: Optional[int] = None, device="cpu",
-               batch_size: int = 4, progress: Optional[ProgressFn] = None,
-               blockwise: Optional[bool] = None, source=None) -> tuple[float, int]:
+def perplexity(model, token_ids: torch.Tensor, seqlen: int, limit: int | None = None, device="cpu",
+               batch_size: int = 4, progress: ProgressFn | None = None,
+               blockwise: bool | None = None, source=None) -> tuple[float, int]:
     """Returns (perplexity, windows used). `token_ids` is the 1-D tokenized test text.
     `blockwise` None picks block-sequential evaluation only when the model does not fit."""
     windows = token_ids.numel() // seqlen

@@ -15,7 +15,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -141,7 +140,7 @@ def check_openable(ref: str, timeout: float = 3.0) -> None:
                             f"download it elsewhere and pass its directory", "model") from None
 
 
-def config_for(ref: str) -> Optional[dict]:
+def config_for(ref: str) -> dict | None:
     """The model's config.json as a dict, read without loading anything (None where it is not at
     hand: a GGUF file, a hub id not in the local cache)."""
     if ref in BUNDLED:

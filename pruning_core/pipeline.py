@@ -15,7 +15,8 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import torch
 
@@ -75,7 +76,7 @@ def _evaluate(model, tokenizer, spec: EvalSpec, seqlen: int, device, root, allow
     return {"ppl": ppl, "tasks": tasks}
 
 
-def quantization_summary(spec: PruneSpec, result: PruneResult) -> Optional[dict[str, Any]]:
+def quantization_summary(spec: PruneSpec, result: PruneResult) -> dict[str, Any] | None:
     """Effective storage of the pruned layers: value bits (kept weights + grids) and mask bits."""
     if spec.quant is None:
         return None
@@ -162,7 +163,7 @@ def open_model(job: JobSpec):
     return Resident(model), tokenizer
 
 
-def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_download: bool = False) -> None:
+def preflight(job: JobSpec, out: Path, data_root: Path | None = None, allow_download: bool = False) -> None:
     """Everything that can fail before the model loads, checked before it loads: the output
     directory, the model reference, the calibration source, the evaluation data and task files."""
     export.check_output_dir(out)
@@ -176,9 +177,9 @@ def preflight(job: JobSpec, out: Path, data_root: Optional[Path] = None, allow_d
         zeroshot.task_file(name, data_root)
 
 
-def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
-        data_root: Optional[Path] = None, allow_download: bool = False,
-        resume_dir: Optional[Path] = None, dense_cache: Optional[dict] = None) -> dict[str, Any]:
+def run(job: JobSpec, out_dir: str | Path, progress: Callable[[Progress], None] | None = None,
+        data_root: Path | None = None, allow_download: bool = False,
+        resume_dir: Path | None = None, dense_cache: dict | None = None) -> dict[str, Any]:
     """Run `job` end to end and publish into `out_dir`; returns the report. `dense_cache`: a dict
     that keeps the dense evaluation for the next run on the same model (a sweep). A streamed model
     writes each pruned block to a work directory as it finishes; the published directory

@@ -4,7 +4,8 @@ targets with the summary the report shows."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ def owl_ratios(source, spec: PruneSpec, inputs: BlockInputs, device, store,
 
 
 def layer_targets(slots: list[LayerSlot], spec: PruneSpec,
-                  ratios: Optional[list[float]]) -> tuple[Optional[dict[str, float]], dict[str, Any]]:
+                  ratios: list[float] | None) -> tuple[dict[str, float] | None, dict[str, Any]]:
     """(name -> target sparsity, or None when every layer takes spec.sparsity; the profile's
     summary for the report). With an N:M pattern a layer is either dense (a rule) or patterned."""
     profile = spec.profile

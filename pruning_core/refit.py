@@ -10,7 +10,6 @@ actually converged instead of always running its cap.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -22,7 +21,7 @@ class RefitResult:
     converged: bool
     residual: float  # max over columns of ‖r_S‖ / ‖G_S‖ at exit
     stop: str = "residual"  # "residual" | "objective" | "cap": which rule ended CG
-    energy: Optional[float] = None  # the objective at exit, tracked from `energy` by the CG gains
+    energy: float | None = None  # the objective at exit, tracked from `energy` by the CG gains
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -31,7 +30,7 @@ def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def cg_refit(Hn: torch.Tensor, G: torch.Tensor, B: torch.Tensor, keep: torch.Tensor,
-             rtol: float = 1e-4, max_iter: int = 100, energy: Optional[float] = None,
+             rtol: float = 1e-4, max_iter: int = 100, energy: float | None = None,
              ftol: float = 0.0) -> RefitResult:
     """Batched CG on the support `keep` (n×m bool), warm-started from B; one GEMM per iteration.
 

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +31,8 @@ class ResumeState:
     def __init__(self, directory: Path, key: str):
         self.directory, self.key = Path(directory), key
         self.blocks_done, self.reports = 0, []
-        self.dense: Optional[dict] = None
-        self.plan: Optional[dict] = None  # the per-layer targets (profiles.layer_targets), once planned
+        self.dense: dict | None = None
+        self.plan: dict | None = None  # the per-layer targets (profiles.layer_targets), once planned
         state = self._read()
         if state is None or state.get("fingerprint") != key:
             shutil.rmtree(self.directory, ignore_errors=True)  # nothing usable: start clean
@@ -45,7 +45,7 @@ class ResumeState:
     def model_dir(self) -> Path:
         return self.directory / "model"
 
-    def _read(self) -> Optional[dict]:
+    def _read(self) -> dict | None:
         try:
             return json.loads((self.directory / STATE).read_text())
         except (OSError, ValueError):

@@ -11,7 +11,7 @@ from, and what happens to it afterwards.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ class Resident:
 
 
 class Streamed(Resident):
-    def __init__(self, checkpoint: LazyCheckpoint, sink: Optional[ShardWriter] = None):
+    def __init__(self, checkpoint: LazyCheckpoint, sink: ShardWriter | None = None):
         self.checkpoint, self.sink = checkpoint, sink
         self.model, self.block_path, self.blocks = checkpoint.model, checkpoint.block_path, checkpoint.blocks
 

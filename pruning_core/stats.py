@@ -11,7 +11,8 @@ to a method, with a small cache so that layers sharing an input also share facto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import torch
 
@@ -80,11 +81,11 @@ class LayerStats:
     """H = X Xᵀ / N (n×n, fp32) for "gram" methods; only its diagonal (`sqnorm`) for "norms".
     Scale does not matter to any method; averaging keeps fp32 sane."""
 
-    H: Optional[torch.Tensor]
+    H: torch.Tensor | None
     tokens: int
-    mean: Optional[torch.Tensor] = None  # [n] per-feature token mean
-    sqnorm: Optional[torch.Tensor] = None  # [n] diag(H) when H itself was not accumulated
-    sample_norm: Optional[torch.Tensor] = None  # [n] mean per-sample feature norm ("sample_norms")
+    mean: torch.Tensor | None = None  # [n] per-feature token mean
+    sqnorm: torch.Tensor | None = None  # [n] diag(H) when H itself was not accumulated
+    sample_norm: torch.Tensor | None = None  # [n] mean per-sample feature norm ("sample_norms")
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,7 +110,7 @@ def relative_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor, dtype=
     return float(num / den) if den > 0 else 0.0
 
 
-def layer_error(W: torch.Tensor, W_hat: torch.Tensor, stats: Optional[LayerStats]) -> tuple[Optional[float], str]:
+def layer_error(W: torch.Tensor, W_hat: torch.Tensor, stats: LayerStats | None) -> tuple[float | None, str]:
     """The reported reconstruction error and what it is measured with: the exact relative error
     with H ("H"), its diagonal estimate Σ ΔW²·r / Σ W²·r when only the norms r were gathered
     ("diag(H)"), or nothing when the method read no data."""

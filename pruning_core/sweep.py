@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 from . import export, pipeline
 from .driver import Progress
@@ -26,9 +27,9 @@ def point_dir(label: str) -> str:
     return f"points/{label.replace(':', '-of-')}"
 
 
-def run(job: JobSpec, out_dir: str | Path, progress: Optional[Callable[[Progress], None]] = None,
-        data_root: Optional[Path] = None, allow_download: bool = False,
-        resume_dir: Optional[Path] = None) -> dict[str, Any]:
+def run(job: JobSpec, out_dir: str | Path, progress: Callable[[Progress], None] | None = None,
+        data_root: Path | None = None, allow_download: bool = False,
+        resume_dir: Path | None = None) -> dict[str, Any]:
     """Run every point of `job.sweep` in order; returns the sweep's report (also in report.json)."""
     out = Path(out_dir)
     export.check_output_dir(out)

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from db import status as st
+from datetime import UTC
 
 ROOT = Path(__file__).resolve().parents[1]
 # the issue's minimal job body
@@ -167,7 +168,7 @@ class Service:
         """Make the schedule due now, at a slot of its own (a yearly cron one month later each
         time: a slot fires once), let the supervisor fire it, and wait for the job to end.
         `seen`: the schedule's jobs so far (the new one is added)."""
-        from datetime import datetime, timedelta, timezone
+        from datetime import datetime, timedelta
 
         from db.engine import sessionmaker_for
         from db.models import Schedule
@@ -175,7 +176,7 @@ class Service:
         with sessionmaker_for(self.env["TOPIARY_DATABASE_URL"])() as s:
             schedule = s.get(Schedule, schedule_id)
             schedule.cron = f"0 0 1 {len(seen) + 1} *"
-            schedule.next_fire_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+            schedule.next_fire_at = datetime.now(UTC) - timedelta(seconds=1)
             s.commit()
         deadline = time.monotonic() + 60
         while not (new := [j for j in self.http.get(f"/v1/jobs?schedule_id={schedule_id}").json()["data"]

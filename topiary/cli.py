@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -32,7 +31,7 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _parse_options(pairs: List[str]) -> dict:
+def _parse_options(pairs: list[str]) -> dict:
     """-o KEY=VALUE pairs as strings; the job spec parses each by its declared type."""
     options = {}
     for pair in pairs:
@@ -43,7 +42,7 @@ def _parse_options(pairs: List[str]) -> dict:
     return options
 
 
-def _profile(kind: Optional[str], owl_m: Optional[float], owl_lambda: Optional[float], rules: List[str]) -> dict:
+def _profile(kind: str | None, owl_m: float | None, owl_lambda: float | None, rules: list[str]) -> dict:
     """The profile flags as the job body's sparsity_profile (the spec checks every value)."""
     if (owl_m is not None or owl_lambda is not None) and kind != "owl":
         fail("--owl-m and --owl-lambda need --sparsity-profile owl")
@@ -120,7 +119,7 @@ def _summary(report: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def _gates(pairs: List[str]) -> dict:
+def _gates(pairs: list[str]) -> dict:
     """--gate NAME=LIMIT pairs -> the spec's gates object (its checks name a bad one)."""
     out = {}
     for pair in pairs:
@@ -134,7 +133,7 @@ def _gates(pairs: List[str]) -> dict:
     return out
 
 
-def _baseline(path: Optional[Path], job) -> Optional[dict]:
+def _baseline(path: Path | None, job) -> dict | None:
     """The report max_regression compares with: required by that gate, refused without it."""
     wants = job.gates is not None and "max_regression" in job.gates.active
     if wants != (path is not None):
@@ -159,47 +158,47 @@ def _sweep_summary(report: dict, out: Path) -> str:
 def prune(
     model: str = typer.Option("smollm2-135m", help="Bundled name (smollm2-135m), model directory, .gguf file, or hub id."),
     method: str = typer.Option("sparsegpt", help="Pruning method: alps, pgz, sparsegpt, wanda, magnitude (details: `topiary methods`)."),
-    sparsity: Optional[float] = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
-    pattern: Optional[str] = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
-    sparsity_profile: Optional[str] = typer.Option(None, help="How --sparsity is spread over the layers: uniform (default), "
+    sparsity: float | None = typer.Option(None, help="Fraction of weights to zero per layer, in [0, 1). Default 0.5."),
+    pattern: str | None = typer.Option(None, help="N:M pattern (N kept of every M inputs), e.g. 2:4 or 4:8; replaces --sparsity."),
+    sparsity_profile: str | None = typer.Option(None, help="How --sparsity is spread over the layers: uniform (default), "
                                                    "owl (outlier-weighted), rules (--sparsity-rule only)."),
-    owl_m: Optional[float] = typer.Option(None, help=f"OWL outlier threshold M (default {OWL_M:g})."),
-    owl_lambda: Optional[float] = typer.Option(None, help=f"OWL spread lambda: block sparsities within +-lambda of the "
+    owl_m: float | None = typer.Option(None, help=f"OWL outlier threshold M (default {OWL_M:g})."),
+    owl_lambda: float | None = typer.Option(None, help=f"OWL spread lambda: block sparsities within +-lambda of the "
                                                f"target (default {OWL_LAMBDA:g})."),
-    sparsity_rule: List[str] = typer.Option([], "--sparsity-rule", help="REGEX=SPARSITY (repeatable, first match wins): "
+    sparsity_rule: list[str] = typer.Option([], "--sparsity-rule", help="REGEX=SPARSITY (repeatable, first match wins): "
                                             "layers whose name matches get that sparsity (0: dense); the others share "
                                             "the rest so the global target holds."),
     dense_target: float = typer.Option(0.0, help="Weight in [0, 1] of the dense model's layer outputs in each layer's "
                                        "reconstruction target (sparsegpt, alps, pgz); 0 reconstructs on the pruned "
                                        "inputs alone. Keeps a second activation stream."),
-    sweep: Optional[str] = typer.Option(None, help="Prune at each of these settings instead of one, comma-separated "
+    sweep: str | None = typer.Option(None, help="Prune at each of these settings instead of one, comma-separated "
                                         "sparsities and N:M patterns (e.g. 0.4,0.5,0.6,2:4): one checkpoint per point "
                                         "under --out/points/, the dense evaluation shared."),
-    gate: List[str] = typer.Option([], "--gate", help="Quality gate NAME=LIMIT (repeatable): max_ppl_ratio, max_ppl, "
+    gate: list[str] = typer.Option([], "--gate", help="Quality gate NAME=LIMIT (repeatable): max_ppl_ratio, max_ppl, "
                                    "min_zero_shot_retained, max_regression (needs --baseline). A broken gate: exit 3."),
-    baseline: Optional[Path] = typer.Option(None, help="report.json of the run max_regression compares with."),
-    option: List[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
-    quantize: Optional[str] = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
-    group_size: Optional[int] = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
-    quantized_format: Optional[str] = typer.Option(None, help="Checkpoint of a quantized job: packed (compressed-tensors "
+    baseline: Path | None = typer.Option(None, help="report.json of the run max_regression compares with."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable), e.g. -o blocksize=64."),
+    quantize: str | None = typer.Option(None, help="Joint quantization of the kept weights, e.g. int4 (sparsegpt, pgz)."),
+    group_size: int | None = typer.Option(None, help="Columns per quantization grid (default: one grid per output row)."),
+    quantized_format: str | None = typer.Option(None, help="Checkpoint of a quantized job: packed (compressed-tensors "
                                                    "int codes + scales, the default) or dense (float values on the grid)."),
     calib: str = typer.Option(_CAL.source, help="Calibration source: c4, wikitext2, ptb, or a .txt/.jsonl file."),
     nsamples: int = typer.Option(_CAL.nsamples, help="Calibration sequences."),
     seqlen: int = typer.Option(_CAL.seqlen, help="Tokens per calibration sequence."),
     seed: int = typer.Option(_CAL.seed, help="Seed of the calibration draw."),
-    eval: List[str] = typer.Option([], "--eval", help="Perplexity dataset (repeatable): wikitext2, ptb, c4."),
-    eval_limit: Optional[int] = typer.Option(None, help="Evaluate at most this many windows per dataset."),
-    eval_seqlen: Optional[int] = typer.Option(None, help="Evaluation window length (default: --seqlen)."),
-    tasks: Optional[str] = typer.Option(None, help="Zero-shot tasks, comma-separated: arc_easy, arc_challenge, "
+    eval: list[str] = typer.Option([], "--eval", help="Perplexity dataset (repeatable): wikitext2, ptb, c4."),
+    eval_limit: int | None = typer.Option(None, help="Evaluate at most this many windows per dataset."),
+    eval_seqlen: int | None = typer.Option(None, help="Evaluation window length (default: --seqlen)."),
+    tasks: str | None = typer.Option(None, help="Zero-shot tasks, comma-separated: arc_easy, arc_challenge, "
                                         "openbookqa, piqa, boolq, rte, hellaswag, winogrande, lambada_openai."),
-    task_limit: Optional[int] = typer.Option(None, help="Score at most this many items per zero-shot task."),
+    task_limit: int | None = typer.Option(None, help="Score at most this many items per zero-shot task."),
     dense_eval: bool = typer.Option(True, "--dense-eval/--no-dense-eval", help="Also evaluate the dense model."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda, cuda:N."),
     dtype: str = typer.Option("auto", help="Storage dtype: auto (the checkpoint's own), float32, bfloat16, float16."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (must not exist or be empty)."),
+    out: Path | None = typer.Option(None, help="Output directory (must not exist or be empty)."),
     estimate: bool = typer.Option(False, "--estimate", help="Print what the job would need (memory, disk, time) "
                                   "on this machine, from the model's config.json alone, and exit."),
-    data_dir: Optional[Path] = typer.Option(None, help="Data directory (default: $TOPIARY_DATA_DIR or ../shared/data)."),
+    data_dir: Path | None = typer.Option(None, help="Data directory (default: $TOPIARY_DATA_DIR or ../shared/data)."),
     allow_download: bool = typer.Option(False, help="Fetch missing datasets from the Hugging Face hub."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -347,7 +346,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(tenant: Optional[str] = typer.Option(None, help="Only this tenant's keys (default: every tenant).")) -> None:
+def keys_list(tenant: str | None = typer.Option(None, help="Only this tenant's keys (default: every tenant).")) -> None:
     """Every API key: id, tenant, prefix, scopes, created, revoked (never the secret)."""
     from sqlalchemy import select
 
@@ -402,7 +401,7 @@ def api(
     _announce(host, port)
     if migrate:
         _migrate()
-    run = lambda: uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,  # noqa: E731
+    run = lambda: uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
                               log_level="warning", access_log=False)
     if workers > 1:  # /metrics then adds up every server process's samples
         with metrics.MultiprocessArea():
@@ -413,7 +412,7 @@ def api(
 
 @app.command()
 def worker(
-    gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU indices: one pinned worker process per GPU."),
+    gpus: str | None = typer.Option(None, help="Comma-separated GPU indices: one pinned worker process per GPU."),
     device: str = typer.Option("auto", help="Without --gpus: cpu, cuda or auto."),
     loglevel: str = typer.Option("WARNING", help="Celery log level."),
 ) -> None:
@@ -452,7 +451,7 @@ def _check_port_free(host: str, port: int) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port."),
-    gpus: Optional[str] = typer.Option(None, help="Comma-separated GPU indices for the workers."),
+    gpus: str | None = typer.Option(None, help="Comma-separated GPU indices for the workers."),
     device: str = typer.Option("auto", help="Worker device without --gpus."),
 ) -> None:
     """API and worker together. With no TOPIARY_DATABASE_URL / TOPIARY_BROKER_URL this is the embedded

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from db.artifacts import store_for
 from db.paths import PathNotAllowed, allowed_model_dir
@@ -48,7 +48,7 @@ def work_dir(settings: Settings, job_id: str, attempt: int) -> Path:
     return work_root(settings) / f"{job_id}-{attempt}"
 
 
-def parse_work_dir(path: Path) -> Optional[tuple[str, int]]:
+def parse_work_dir(path: Path) -> tuple[str, int] | None:
     """(job id, attempt) of a work_dir path, or of the pipeline's siblings of it (".<name>.work-…",
     ".<name>.partial-…"); None for anything else found there."""
     job_id, _, attempt = path.name.lstrip(".").split(".", 1)[0].rpartition("-")

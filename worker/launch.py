@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
 
 from db import metrics
 from db.settings import get_settings
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
-def worker_commands(gpus: Optional[list[int]], device: str, loglevel: str = "WARNING") -> list[tuple[list[str], dict]]:
+def worker_commands(gpus: list[int] | None, device: str, loglevel: str = "WARNING") -> list[tuple[list[str], dict]]:
     queue = get_settings().task_queue
     base = [sys.executable, "-m", "celery", "--quiet", "-A", "worker.celery_app", "worker", "-Q", queue, "-c", "1",
             "-P", "prefork", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
@@ -56,7 +55,7 @@ def _wait_ready(url: str, child: subprocess.Popen, timeout: float = 120.0) -> bo
     return False
 
 
-def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] = None) -> int:
+def supervise(commands: list[tuple[list[str], dict]], ready_url: str | None = None) -> int:
     """Start every command, run the sweeps until a child exits or we are told to stop. Children
     die with us (PR_SET_PDEATHSIG). With `ready_url`, the first command (the API) must answer it
     before the others (workers, which claim jobs) start: a restart that cannot serve claims nothing."""
@@ -64,7 +63,7 @@ def supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str] =
         return _supervise(commands, ready_url)
 
 
-def _supervise(commands: list[tuple[list[str], dict]], ready_url: Optional[str]) -> int:
+def _supervise(commands: list[tuple[list[str], dict]], ready_url: str | None) -> int:
     settings = get_settings()
     def start(cmd: list[str], env: dict, drop: tuple[str, ...] = ()) -> subprocess.Popen:
         merged = {k: v for k, v in {**os.environ, **env}.items() if k not in drop}

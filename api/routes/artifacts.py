@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 import tarfile
-from typing import Optional
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -76,7 +75,7 @@ def tar_header(name: str, size: int, sha256: str, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT)
 
 
-def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """One range 'bytes=a-b' | 'bytes=a-' | 'bytes=-n' -> (start, end) inclusive; None if absent
     or not satisfiable (the caller answers 416 when a header was given)."""
     match = _RANGE.match(header.strip())
@@ -97,9 +96,9 @@ def _byte_range(header: str, size: int) -> Optional[tuple[int, int]]:
                        307: {"description": "redirect to a short-lived presigned URL (S3 storage)"}})
 def download(artifact_id: str, s=Depends(session), cfg=Depends(settings),
              p: Principal = Depends(require("jobs:read", links=True)),
-             range_: Optional[str] = Header(None, alias="range", max_length=200),
-             if_range: Optional[str] = Header(None, max_length=200),
-             if_none_match: Optional[str] = Header(None, max_length=200)):
+             range_: str | None = Header(None, alias="range", max_length=200),
+             if_range: str | None = Header(None, max_length=200),
+             if_none_match: str | None = Header(None, max_length=200)):
     art = s.scalar(select(Artifact).where(Artifact.id == artifact_id, Artifact.tenant_id == p.tenant_id))
     if art is None:
         raise Problem(404, "not-found", "Artifact not found", f"no artifact {artifact_id}")
@@ -134,7 +133,7 @@ def _link(s, p: Principal, path: str) -> dict:
     record = s.scalar(select(ApiKey).where(ApiKey.prefix == p.key_prefix))
     token, expires = keys.sign_link(record, path, time.time())
     return {"object": "download_link", "url": f"{path}?link={token}",
-            "expires_at": wire.ts(datetime.fromtimestamp(expires, timezone.utc))}
+            "expires_at": wire.ts(datetime.fromtimestamp(expires, UTC))}
 
 
 @router.post("/v1/artifacts/{artifact_id}/link", response_model=DownloadLink)

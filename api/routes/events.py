@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -37,7 +36,7 @@ def _is_terminal(event) -> bool:
             responses={200: {"content": {"text/event-stream": {}}, "description": "list, or SSE stream"}})
 def list_events(job_id: str, request: Request, s=Depends(session), p: Principal = Depends(require("jobs:read")),
                 after: int = Query(0, ge=0, le=2**62), limit: int = Query(100, ge=1, le=1000),
-                last_event_id: Optional[str] = Header(None, max_length=20)):
+                last_event_id: str | None = Header(None, max_length=20)):
     job = load_job(s, p, job_id)
     if "text/event-stream" in request.headers.get("accept", ""):
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import select
@@ -31,7 +30,7 @@ def load_job(s: Session, p: Principal, job_id: str) -> Job:
 @router.post("", status_code=201, response_model=JobOut)
 def create_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(settings),
                p: Principal = Depends(require("jobs:write")),
-               idempotency_key: Optional[str] = Header(None, max_length=255)):
+               idempotency_key: str | None = Header(None, max_length=255)):
     code, payload, replayed = service.create_job(s, cfg, p.tenant_id, body, idempotency_key)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return wire.JSON(payload, status_code=code, headers=headers)
@@ -50,10 +49,10 @@ def estimate_job(body: JobCreate, s: Session = Depends(session), cfg=Depends(set
 
 @router.get("", response_model=Page)
 def list_jobs(request: Request, s: Session = Depends(session), p: Principal = Depends(require("jobs:read")),
-              limit: int = Query(20, ge=1, le=100), after: Optional[str] = Query(None, max_length=40),
-              status: Optional[str] = Query(None, max_length=20), method: Optional[str] = Query(None, max_length=40),
-              model: Optional[str] = Query(None, max_length=500), schedule_id: Optional[str] = Query(None, max_length=40),
-              created_after: Optional[datetime] = None, created_before: Optional[datetime] = None):
+              limit: int = Query(20, ge=1, le=100), after: str | None = Query(None, max_length=40),
+              status: str | None = Query(None, max_length=20), method: str | None = Query(None, max_length=40),
+              model: str | None = Query(None, max_length=500), schedule_id: str | None = Query(None, max_length=40),
+              created_after: datetime | None = None, created_before: datetime | None = None):
     """Newest first. Filter on metadata with `metadata[key]=value` query parameters."""
     metadata = {k[9:-1]: v for k, v in request.query_params.items() if k.startswith("metadata[") and k.endswith("]")}
     for name, value, known in (("status", status, st.STATUSES), ("method", method, tuple(DECLARED))):

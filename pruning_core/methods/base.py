@@ -8,7 +8,8 @@ compute device, `stats` the statistics of the layer's input (see `pruning_core.s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import torch
 
@@ -22,8 +23,8 @@ class LayerResult:
     weight: torch.Tensor
     mask: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
-    bias_delta: Optional[torch.Tensor] = None  # [m], added to the layer's bias when it has one
-    grid: Optional[Any] = None  # quant.Grid of a jointly quantized layer: its scales and zero points
+    bias_delta: torch.Tensor | None = None  # [m], added to the layer's bias when it has one
+    grid: Any | None = None  # quant.Grid of a jointly quantized layer: its scales and zero points
 
 
 @dataclass(frozen=True)

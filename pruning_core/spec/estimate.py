@@ -23,7 +23,8 @@ model's measured error.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Optional
+from typing import Any
+from collections.abc import Mapping
 
 from .job import JobSpec
 from .layout import block_linears
@@ -77,7 +78,7 @@ class Shape:
 @dataclass(frozen=True)
 class Needs:
     host_bytes: int
-    gpu_bytes: Optional[int]  # None for a CPU job
+    gpu_bytes: int | None  # None for a CPU job
     disk_bytes: int
     seconds: float  # the point estimate; the range depends on the worker class
     device: str  # cpu | cuda: where the job's work runs
@@ -87,7 +88,7 @@ class Needs:
         return asdict(self)
 
 
-def shape(config: Mapping[str, Any], dtype: str = "auto") -> Optional[Shape]:
+def shape(config: Mapping[str, Any], dtype: str = "auto") -> Shape | None:
     """The shape of a known model family, or None (the estimate then cannot be made)."""
     found = block_linears(config)
     if found is None:
@@ -104,7 +105,7 @@ def shape(config: Mapping[str, Any], dtype: str = "auto") -> Optional[Shape]:
                  stored_bytes=DTYPE_BYTES.get(stored, 4), layers=layers, inputs=inputs)
 
 
-def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: bool = True) -> Optional[Needs]:
+def estimate(config: Mapping[str, Any], job: JobSpec, device: str, streamed: bool = True) -> Needs | None:
     """What `job` needs on a `device` ("cpu" or "cuda") worker; None for an unknown family. A
     sweep runs its points one after another and keeps every point's checkpoint: the memory of its
     largest point, the time and disk of all of them (the shared dense evaluation counted once per
@@ -177,7 +178,7 @@ def seconds_range(needs: Needs) -> tuple[float, float]:
     return needs.seconds * low, needs.seconds * high
 
 
-def fits(needs: Needs, host_memory: int, gpu_memory: Optional[int]) -> bool:
+def fits(needs: Needs, host_memory: int, gpu_memory: int | None) -> bool:
     """Whether a worker with these memories can run the job (the GPU also holds the CUDA context)."""
     if needs.host_bytes > host_memory:
         return False

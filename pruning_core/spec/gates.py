@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
+from collections.abc import Mapping
 
 from ..errors import SpecError
 
@@ -30,10 +31,10 @@ class Gates:
       (0.02: at most 2% worse on any dataset both evaluated); a job with no such predecessor passes it.
     """
 
-    max_ppl_ratio: Optional[float] = None
-    max_ppl: Optional[float] = None
-    min_zero_shot_retained: Optional[float] = None
-    max_regression: Optional[float] = None
+    max_ppl_ratio: float | None = None
+    max_ppl: float | None = None
+    min_zero_shot_retained: float | None = None
+    max_regression: float | None = None
 
     def __post_init__(self) -> None:
         errors = []
@@ -53,7 +54,7 @@ class Gates:
             raise SpecError.combine(errors)
 
     @classmethod
-    def from_value(cls, raw: Any) -> Optional["Gates"]:
+    def from_value(cls, raw: Any) -> "Gates" | None:
         """None/{} -> None (no gates); a mapping of gate names to limits -> Gates."""
         if raw is None:
             return None
@@ -90,14 +91,14 @@ class Gates:
             raise SpecError.combine(errors)
 
 
-def mean_accuracy(zero_shot: Mapping[str, Any], which: str) -> Optional[float]:
+def mean_accuracy(zero_shot: Mapping[str, Any], which: str) -> float | None:
     """Mean `acc` over the tasks of a report's zero_shot section for "dense" or "pruned"."""
     values = [entry[which]["acc"] for entry in (zero_shot or {}).values() if (entry or {}).get(which)]
     return sum(values) / len(values) if values else None
 
 
-def verdict(gates: Optional[Gates], summary: Mapping[str, Any],
-            previous: Optional[Mapping[str, Any]] = None, previous_id: Optional[str] = None) -> Optional[dict]:
+def verdict(gates: Gates | None, summary: Mapping[str, Any],
+            previous: Mapping[str, Any] | None = None, previous_id: str | None = None) -> dict | None:
     """Every gate checked against a job's summary ({perplexity, zero_shot}): None without gates,
     else {passed, checks: [{gate, dataset?, value, limit, passed, by, message}]}. `by` is how far
     past (positive) or inside (negative) the limit the value sits, in the gate's own unit."""
@@ -107,7 +108,7 @@ def verdict(gates: Optional[Gates], summary: Mapping[str, Any],
     ppl = summary.get("perplexity") or {}
     active = gates.active
 
-    def check(kind: str, value: Optional[float], dataset: Optional[str] = None, note: str = "") -> None:
+    def check(kind: str, value: float | None, dataset: str | None = None, note: str = "") -> None:
         limit = active[kind]
         if value is None or not math.isfinite(value):
             # a measurement that came out NaN/inf (a diverged model) fails; a missing one cannot pass either

@@ -12,7 +12,8 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from ..errors import SpecError
 from .gates import Gates
@@ -50,7 +51,7 @@ LIMITS = {
 _NM_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
-def check_int(value: Any, where: str, optional: bool = False) -> Optional[int]:
+def check_int(value: Any, where: str, optional: bool = False) -> int | None:
     """An integer inside LIMITS[where] (None allowed when `optional`)."""
     if value is None and optional:
         return None
@@ -79,7 +80,7 @@ class Pattern:
     m: int = 0
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> "Pattern":
+    def parse(cls, text: str | None) -> "Pattern":
         """Parse "unstructured" or "N:M" (N kept out of every M consecutive inputs)."""
         if text is None or (isinstance(text, str) and text.strip().lower() in ("", "unstructured")):
             return cls()
@@ -128,7 +129,7 @@ class QuantSpec:
     per `group_size` columns."""
 
     bits: int = 4
-    group_size: Optional[int] = None
+    group_size: int | None = None
     # "packed": compressed-tensors pack-quantized (integer codes, scales, zero points; what vLLM
     # serves); "dense": float weights that sit on the grid
     format: str = "packed"
@@ -139,8 +140,8 @@ class QuantSpec:
         _choice(self.format, QUANT_FORMATS, "quantize.format", "checkpoint format")
 
     @classmethod
-    def parse(cls, text: Optional[str], group_size: Optional[int] = None,
-              format: Optional[str] = None) -> Optional["QuantSpec"]:
+    def parse(cls, text: str | None, group_size: int | None = None,
+              format: str | None = None) -> "QuantSpec" | None:
         """'int4' (or 'int3', 'int8', ...) -> QuantSpec; None/'none' -> None."""
         if text is None or text.lower() in ("", "none"):
             for value, where in ((group_size, "quantize.group_size"), (format, "quantize.format")):
@@ -158,11 +159,11 @@ class EvalSpec:
     whether to measure the dense model too, and zero-shot tasks with an optional cap on items."""
 
     datasets: tuple[str, ...] = DEFAULT_EVAL_DATASETS
-    seqlen: Optional[int] = None
-    limit: Optional[int] = None
+    seqlen: int | None = None
+    limit: int | None = None
     dense: bool = True
     tasks: tuple[str, ...] = ()
-    task_limit: Optional[int] = None
+    task_limit: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))
@@ -192,12 +193,12 @@ class PruneSpec:
     """
 
     method: str
-    sparsity: Optional[float] = None  # None: DEFAULT_SPARSITY, or the pattern's
+    sparsity: float | None = None  # None: DEFAULT_SPARSITY, or the pattern's
     pattern: Pattern = field(default_factory=Pattern)
     options: Mapping[str, Any] = field(default_factory=dict)
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     ignore: tuple[str, ...] = DEFAULT_IGNORE
-    quant: Optional[QuantSpec] = None  # joint quantization of the kept weights
+    quant: QuantSpec | None = None  # joint quantization of the kept weights
     # how the target is spread over the layers (spec.profile); `sparsity` stays the global target
     profile: SparsityProfile = field(default_factory=SparsityProfile)
     # weight α of the dense model's layer outputs in each layer's reconstruction target
@@ -297,7 +298,7 @@ class JobSpec:
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     dtype: str = "auto"
     device: str = "auto"
-    gates: Optional[Gates] = None
+    gates: Gates | None = None
     # a sweep: the same job at each of these settings (sparsities "0.6", patterns "2:4"), one
     # checkpoint per point; `spec`'s own sparsity and pattern are then unused
     sweep: tuple[str, ...] = ()

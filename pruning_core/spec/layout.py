@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
+from collections.abc import Mapping
 
 from ..errors import SpecError
 from .job import PruneSpec
@@ -24,7 +25,7 @@ BUNDLED_CONFIGS = {
 }
 
 
-def read_config(ref: str) -> Optional[dict]:
+def read_config(ref: str) -> dict | None:
     """The config.json of a bundled model (built in) or of a model directory on this machine;
     None for anything else (a hub id, a file, an unreadable directory)."""
     if ref in BUNDLED_CONFIGS:
@@ -40,7 +41,7 @@ def is_ignored(name: str, full: str, ignore: tuple[str, ...]) -> bool:
     return any(pat in name or pat in full for pat in ignore)
 
 
-def block_linears(config: Mapping[str, Any]) -> Optional[tuple[str, list[tuple[str, int, int]]]]:
+def block_linears(config: Mapping[str, Any]) -> tuple[str, list[tuple[str, int, int]]] | None:
     """(block path, [(name in block, rows, cols)]) or None for an unknown family."""
     kind = config.get("model_type")
     hidden = config.get("hidden_size")
@@ -62,7 +63,7 @@ def block_linears(config: Mapping[str, Any]) -> Optional[tuple[str, list[tuple[s
     return None
 
 
-def layer_slots(config: Mapping[str, Any], ignore: tuple[str, ...]) -> Optional[list[LayerSlot]]:
+def layer_slots(config: Mapping[str, Any], ignore: tuple[str, ...]) -> list[LayerSlot] | None:
     """Every pruned layer of a model with this config, or None when the family is not known here."""
     try:
         found = block_linears(config)
@@ -76,7 +77,7 @@ def layer_slots(config: Mapping[str, Any], ignore: tuple[str, ...]) -> Optional[
             if not is_ignored(name, f"{path}.{i}.{name}", ignore)]
 
 
-def check(config: Optional[Mapping[str, Any]], spec: PruneSpec) -> None:
+def check(config: Mapping[str, Any] | None, spec: PruneSpec) -> None:
     """Raise SpecError now for what the job would refuse on this model after loading it: a
     profile rule that matches no layer, rules that leave the other layers a share they cannot
     take (OWL's per-block offsets need the weights and the data, but never make a reachable

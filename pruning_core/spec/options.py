@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from ..errors import SpecError
 
@@ -26,8 +27,8 @@ class Option:
     type: type
     default: Any
     help: str
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
     open_low: bool = False
     open_high: bool = False
     choices: tuple[str, ...] = ()
@@ -107,7 +108,7 @@ class MethodSpec:
     stats: str
     options: tuple[Option, ...] = ()
     supports_quant: bool = False
-    rules: tuple[Callable[[Any], Optional[str]], ...] = ()
+    rules: tuple[Callable[[Any], str | None], ...] = ()
 
     def __post_init__(self) -> None:
         assert self.stats in STATS, self.stats

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import regex
 
@@ -196,7 +197,7 @@ def owl_offsets(ratios: Sequence[float], lam: float) -> list[float]:
 
 
 def plan(slots: Sequence[LayerSlot], target: float, profile: SparsityProfile,
-         ratios: Optional[Sequence[float]] = None) -> dict[str, float]:
+         ratios: Sequence[float] | None = None) -> dict[str, float]:
     """name -> sparsity for every layer, with Σ zeros = target · Σ weights to one `unit`.
 
     Rule-fixed layers take their rule's value; the others share the remaining zeros: uniformly,

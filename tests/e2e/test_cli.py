@@ -266,7 +266,7 @@ def test_keys_list_and_revoke(tmp_path):
     import os
 
     env = {**{k: v for k, v in os.environ.items() if k != "TOPIARY_DATABASE_URL"}, "TOPIARY_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)  # noqa: E731
+    run = lambda *args: subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)
     key = run("keys", "create", "--tenant", "acme").stdout.strip()
     run("keys", "create", "--tenant", "other")
     prefix = "_".join(key.split("_")[:2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,7 +26,7 @@ def test_create_list_update_delete(client, make_key):
     sch = r.json()
     assert sch["id"].startswith("sch_") and sch["spec"]["method"] == "alps" and sch["metadata"] == {"team": "nlp"}
     nxt = datetime.fromisoformat(sch["next_fire_at"]).astimezone(ZoneInfo("Europe/Berlin"))
-    assert (nxt.hour, nxt.minute) == (2, 0) and timedelta(0) < nxt - datetime.now(timezone.utc) <= timedelta(days=1)
+    assert (nxt.hour, nxt.minute) == (2, 0) and timedelta(0) < nxt - datetime.now(UTC) <= timedelta(days=1)
     assert client.post("/v1/schedules", json=NIGHTLY, headers=auth).status_code == 409
     assert [x["id"] for x in client.get("/v1/schedules", headers=auth).json()["data"]] == [sch["id"]]
     assert client.get(f"/v1/schedules/{sch['id']}", headers=make_key()).status_code == 404  # other tenant
@@ -63,7 +63,7 @@ def _jobs(db_url, schedule_id):
 
 def test_a_slot_fires_once_even_with_racing_tickers(client, make_key, db_url):
     berlin = ZoneInfo("Europe/Berlin")
-    slot = datetime(2026, 11, 20, 2, 0, tzinfo=berlin).astimezone(timezone.utc)
+    slot = datetime(2026, 11, 20, 2, 0, tzinfo=berlin).astimezone(UTC)
     schedule_id = _schedule(client, make_key(), db_url, slot)
     now = slot + timedelta(seconds=40)
     created, barrier = [], threading.Barrier(4)
@@ -80,11 +80,11 @@ def test_a_slot_fires_once_even_with_racing_tickers(client, make_key, db_url):
         t.join()
     fired = _jobs(db_url, schedule_id)
     assert len(fired) == 1 and created == [fired[0].id]
-    assert fired[0].scheduled_for.replace(tzinfo=timezone.utc) == slot and fired[0].metadata_ == {"team": "nlp"}
+    assert fired[0].scheduled_for.replace(tzinfo=UTC) == slot and fired[0].metadata_ == {"team": "nlp"}
     with sessionmaker_for(db_url)() as s:
         assert schedules.fire_due(s, now) == []  # nothing left to fire at this time
-        nxt = s.get(Schedule, schedule_id).next_fire_at.replace(tzinfo=timezone.utc)
-    assert nxt == datetime(2026, 11, 21, 2, 0, tzinfo=berlin).astimezone(timezone.utc)
+        nxt = s.get(Schedule, schedule_id).next_fire_at.replace(tzinfo=UTC)
+    assert nxt == datetime(2026, 11, 21, 2, 0, tzinfo=berlin).astimezone(UTC)
     listed = client.get(f"/v1/jobs?schedule_id={schedule_id}", headers=make_key()).json()["data"]
     assert listed == []  # another tenant sees none of it
 
@@ -93,15 +93,15 @@ def test_a_slot_fires_once_even_with_racing_tickers(client, make_key, db_url):
 def test_misfires_after_downtime(client, make_key, db_url, misfire, expected):
     """Down for three nights: run_latest fires once (for the last missed night), skip fires none."""
     berlin = ZoneInfo("Europe/Berlin")
-    first_missed = datetime(2026, 11, 17, 2, 0, tzinfo=berlin).astimezone(timezone.utc)
+    first_missed = datetime(2026, 11, 17, 2, 0, tzinfo=berlin).astimezone(UTC)
     schedule_id = _schedule(client, make_key(), db_url, first_missed, misfire=misfire, name=f"n-{misfire}")
-    now = datetime(2026, 11, 20, 9, 0, tzinfo=berlin).astimezone(timezone.utc)
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=berlin).astimezone(UTC)
     with sessionmaker_for(db_url)() as s:
         schedules.fire_due(s, now)
     fired = _jobs(db_url, schedule_id)
     assert len(fired) == expected
     if fired:
-        assert fired[0].scheduled_for.replace(tzinfo=timezone.utc) == datetime(2026, 11, 20, 2, 0, tzinfo=berlin)
+        assert fired[0].scheduled_for.replace(tzinfo=UTC) == datetime(2026, 11, 20, 2, 0, tzinfo=berlin)
 
 
 def test_worker_fires_a_due_schedule_into_a_job_that_runs(tmp_path, model_root):
@@ -120,7 +120,7 @@ def test_worker_fires_a_due_schedule_into_a_job_that_runs(tmp_path, model_root):
             # a yearly cron made due now: it fires once, however slow the job (an every-minute cron
             # fired a second job on a loaded machine, and last_job_id moved on to it)
             with sessionmaker_for(url)() as s:
-                s.get(Schedule, schedule_id).next_fire_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+                s.get(Schedule, schedule_id).next_fire_at = datetime.now(UTC) - timedelta(seconds=1)
                 s.commit()
             svc.start_worker()
             deadline = datetime.now() + timedelta(seconds=60)

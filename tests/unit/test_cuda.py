@@ -94,7 +94,7 @@ def test_pipeline_end_to_end_on_cuda(tmp_path, method, dtype):
 
     g = torch.Generator().manual_seed(0)
     words = [f"w{i}" for i in range(60)]
-    text = lambda n: " ".join(words[int(i)] for i in torch.randint(0, 60, (n,), generator=g))  # noqa: E731
+    text = lambda n: " ".join(words[int(i)] for i in torch.randint(0, 60, (n,), generator=g))
     root = tmp_path / "data"
     (root / "wikitext-2-raw").mkdir(parents=True)
     (root / "wikitext-2-raw" / "wiki.test.raw").write_text(text(400))
