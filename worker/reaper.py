@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import timedelta
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from db import broker, jobs, schedules, status as st, workers
+from db import broker, jobs, schedules, workers
+from db import status as st
 from db.artifacts import store_for
 from db.engine import sessionmaker_for
 from db.models import Job, utcnow
