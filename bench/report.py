@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+from statistics import geometric_mean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUALITY_RUNS = ("quality.json", "quality_2.json", "quality_3.json", "quality_4.json", "quality_5.json", "quality_6.json")
@@ -329,7 +329,7 @@ PARITY_METHODS = (("sparsegpt", "SparseGPT uniform"), ("sparsegpt+owl", "SparseG
 def parity_by_seed() -> str:
     """Ours against llm-compressor at 70% for each calibration draw ("ours / theirs (ratio)"), and
     the geometric mean ratio: how far one draw's ratio moves when the algorithm is the same."""
-    out, logs = [], {m: [] for m, _ in PARITY_METHODS}
+    out, ratios = [], {m: [] for m, _ in PARITY_METHODS}
     for seed, names in PARITY_SEED_RUNS.items():
         rows = {(r["impl"], r["method"]): r for n in names for r in (load(n) or {"rows": []})["rows"]
                 if r["setting"] == "0.7"}
@@ -337,14 +337,14 @@ def parity_by_seed() -> str:
         for method, _ in PARITY_METHODS:
             ours, theirs = rows.get(("topiary", method)), rows.get(("llm-compressor", method))
             if ours and theirs:
-                logs[method].append(math.log(ours["ppl"] / theirs["ppl"]))
+                ratios[method].append(ours["ppl"] / theirs["ppl"])
             cells.append(f"{ours['ppl']:.2f} / {theirs['ppl']:.2f} ({ours['ppl'] / theirs['ppl']:.3f})"
                          if ours and theirs else "")
         out.append(cells)
-    if not any(logs.values()):
+    if not any(ratios.values()):
         return ""
-    out.append(["geometric mean"] + [f"({math.exp(sum(v) / len(v)):.3f}, {len(v)} draws)" if v else ""
-                                     for v in logs.values()])
+    out.append(["geometric mean"] + [f"({geometric_mean(v):.3f}, {len(v)} draws)" if v else ""
+                                     for v in ratios.values()])
     return "Ours / llm-compressor at 70% by calibration draw:\n\n" + table(
         ["calibration seed"] + [label for _, label in PARITY_METHODS], out)
 
@@ -377,7 +377,7 @@ def parity_by_host() -> str:
         return ""
     seeds = sorted({s for by_seed in ratios.values() for s in by_seed})
     out = [[method, setting, host] + [f"{by_seed[s]:.3f}" if s in by_seed else "" for s in seeds]
-           + [f"{math.exp(sum(math.log(v) for v in by_seed.values()) / len(by_seed)):.3f} ({len(by_seed)})"]
+           + [f"{geometric_mean(by_seed.values()):.3f} ({len(by_seed)})"]
            for (method, setting, host), by_seed in sorted(ratios.items())]
     return "Ours / llm-compressor by host and calibration draw:\n\n" + table(
         ["method", "setting", "host"] + [f"seed {s}" for s in seeds] + ["geometric mean (draws)"], out)
@@ -410,7 +410,9 @@ def dense_target() -> str:
     out = []
     for name in DENSE_TARGET_TEST:
         run = load(name)
-        for setting in sorted({r["setting"] for r in (run or {"rows": []})["rows"] if r["setting"] != "dense"}):
+        if not run:
+            continue
+        for setting in sorted({r["setting"] for r in run["rows"] if r["setting"] != "dense"}):
             rows = [r for r in run["rows"] if r["setting"] == setting]
             ours = {r["method"]: r for r in rows if r["impl"] == "topiary"}
             anchor = next((r for r in rows if r["impl"] == "llm-compressor" and r["method"] == "sparsegpt"), None)
