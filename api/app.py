@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import FastAPI
 
 from db import logs
@@ -10,7 +9,20 @@ from db.settings import Settings, get_settings
 
 from . import problems
 from .requests import RequestContext
-from .routes import artifacts, dashboard, events, health, jobs, keys, methods, metrics, models, schedules, webhooks, workers
+from .routes import (
+    artifacts,
+    dashboard,
+    events,
+    health,
+    jobs,
+    keys,
+    methods,
+    metrics,
+    models,
+    schedules,
+    webhooks,
+    workers,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

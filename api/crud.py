@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import select

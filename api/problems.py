@@ -86,7 +86,8 @@ RETRY_AFTER_SECONDS = 5
 
 def database_unavailable(exc: BaseException) -> bool:
     """The database is down or restarting (not: a bad statement). Then clients should retry."""
-    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     return isinstance(exc, (OperationalError, PoolTimeout)) or (
         isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))

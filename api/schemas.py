@@ -6,8 +6,8 @@ submission, so a bad job is refused at the door with the exact field, not an hou
 from __future__ import annotations
 
 import re
-from datetime import datetime, UTC
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,7 +17,7 @@ from pruning_core import spec as jobspec
 Method = Literal[tuple(jobspec.DECLARED)]  # type: ignore[valid-type]
 EvalDataset = Literal[jobspec.EVAL_DATASETS]  # type: ignore[valid-type]
 ZeroShotTask = Literal[jobspec.ZERO_SHOT_TASKS]  # type: ignore[valid-type]
-OptionValue = Union[bool, int, float, str]
+OptionValue = bool | int | float | str
 _DATASET_ID = re.compile(r"^ds_[0-9a-f]{20}$")
 
 
@@ -298,7 +298,7 @@ class ModelCreate(Body):
     hub_id: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelCreate":
+    def _one_source(self) -> ModelCreate:
         if (self.path is None) == (self.hub_id is None):
             raise ValueError("give exactly one of path or hub_id")
         return self

@@ -12,14 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import broker, jobs
-from pruning_core.errors import SpecError
-from pruning_core.spec import BUNDLED_MODELS, HUB_ID, JobSpec, layout
 from db.models import Artifact, Dataset, IdempotencyRecord, Job, RegisteredModel
 from db.settings import Settings
+from pruning_core.errors import SpecError
+from pruning_core.spec import BUNDLED_MODELS, HUB_ID, JobSpec, layout
 
 from . import wire
 from .problems import Problem
 from .schemas import JobCreate
+
 
 def job_out(job: Job) -> dict[str, Any]:
     return wire.job(job)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from common import print_table, write_json
+
 from service_fixtures import ROOT, alembic, free_port, postgres_database
 
 BODY = {"model": "smollm2-135m", "method": "wanda", "sparsity": 0.5,

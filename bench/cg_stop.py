@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -68,7 +69,7 @@ def main() -> None:
                 best = reconstruction_energy(cg_refit(Hn, G, B, keep, rtol=1e-6, max_iter=1000).B, B0, Hn)
                 base_seconds = None
                 for rule, ftol in RULES:
-                    fit, seconds = clock.time(lambda: cg_refit(Hn, G, B, keep, 1e-4, 100, start if ftol else None, ftol or 0.0))
+                    fit, seconds = clock.time(partial(cg_refit, Hn, G, B, keep, 1e-4, 100, start if ftol else None, ftol or 0.0))
                     base_seconds = base_seconds or seconds
                     gap = (reconstruction_energy(fit.B, B0, Hn) - best) / best
                     rows.append({"shape": [m, n], "setting": setting, "rule": rule, "ftol": ftol, "iterations": fit.iterations,

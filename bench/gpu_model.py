@@ -30,12 +30,12 @@ from pruning_core.driver import prune_model
 
 # Shapes of the real models; the block count is a flag. (hidden, intermediate, heads, kv heads, vocab)
 PRESETS = {
-    "smollm2": dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
-                    vocab_size=49152, layers=30, nsamples=64, seqlen=512),
-    "llama7b": dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32, num_key_value_heads=32,
-                    vocab_size=32000, layers=32, nsamples=128, seqlen=2048),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                 vocab_size=256, layers=2, nsamples=8, seqlen=64),
+    "smollm2": {"hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3,
+                "vocab_size": 49152, "layers": 30, "nsamples": 64, "seqlen": 512},
+    "llama7b": {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
+                "vocab_size": 32000, "layers": 32, "nsamples": 128, "seqlen": 2048},
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "vocab_size": 256, "layers": 2, "nsamples": 8, "seqlen": 64},
 }
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from common import print_table, write_json
+
 from service_fixtures import Service, alembic, postgres_database
 
 TINY = {"method": "magnitude", "sparsity": 0.5, "calibration": {"source": "c4", "nsamples": 2, "seqlen": 16, "seed": 0},

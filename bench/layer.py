@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -67,7 +68,7 @@ def main() -> None:
                 spec = PruneSpec(method, sparsity=None if pattern.is_nm else float(setting), pattern=pattern)
                 stats.cache.clear()  # time each method with its own factorization
                 with no_tf32():
-                    res, seconds = timed(lambda: METHODS[method].prune_layer(W.clone(), stats, spec, spec.method_options()))
+                    res, seconds = timed(partial(METHODS[method].prune_layer, W.clone(), stats, spec, spec.method_options()))
                 err = relative_error(W, res.weight, stats.H)
                 floor = None if args.no_floor else relative_error(W, exact_refit(W, stats.H, res.mask), stats.H)
                 rows.append({"layer": name, "shape": list(W.shape), "setting": setting, "method": method,

@@ -52,7 +52,7 @@ def main() -> None:
         spec = PruneSpec(args.method, sparsity=args.sparsity, profile=profile,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
         model = proto.fresh_model()
-        result, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
+        result, seconds = timed(functools.partial(prune_model, model, proto.calib, spec, "cpu"))
         ppl = proto.ppl(model)
         rows.append({"method": args.method, "sparsity": args.sparsity, "profile": profile.kind, "owl_m": m,
                      "owl_lambda": lam, "statistic": stat, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})

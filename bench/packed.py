@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,7 +50,7 @@ def main() -> None:
                                  "device": "cpu"})
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run"
-            report, seconds = timed(lambda: pipeline.run(job, out))
+            report, seconds = timed(partial(pipeline.run, job, out))
             stored = report["quantization"]["checkpoint"]
             loaded = AutoModelForCausalLM.from_pretrained(out / "model")  # decompressed on its first forward
             tok = AutoTokenizer.from_pretrained(out / "model")

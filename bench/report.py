@@ -55,8 +55,9 @@ def quality() -> str:
         if not any(cells):
             continue
         anchor = rows.get((setting, "llm-compressor", "sparsegpt"))
-        ratio = lambda m: f"{rows[(setting, 'topiary', m)]['ppl'] / anchor['ppl']:.3f}" if anchor and (setting, "topiary", m) in rows else ""
-        out.append([setting] + [f"{c['ppl']:.2f}" if c else "" for c in cells] + [ratio("pgz"), ratio("alps")])
+        ratios = [f"{rows[(setting, 'topiary', m)]['ppl'] / anchor['ppl']:.3f}"
+                  if anchor and (setting, "topiary", m) in rows else "" for m in ("pgz", "alps")]
+        out.append([setting] + [f"{c['ppl']:.2f}" if c else "" for c in cells] + ratios)
     head = f"Dense: {dense['ppl']:.2f}.\n\n" if dense else ""
     return head + table(["setting"] + [h for _, _, h in COLUMNS] + ["PGZ / llmc SparseGPT", "ALPS / llmc SparseGPT"], out)
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from common import print_table, write_json
 from job_queue import tiny_model
 from servers import OwnPostgres, OwnRedis
+
 from service_fixtures import Service, alembic
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -98,7 +99,7 @@ class Soak:
                 r = self.svc.http.get(path)
                 if r.status_code == 200:
                     return r.json()
-            except Exception:  # noqa: BLE001 - a connection reset during a restart
+            except Exception:  # noqa: BLE001, S110 - a connection reset during a restart
                 pass
             time.sleep(1)
         raise RuntimeError(f"GET {path} kept failing")
@@ -109,7 +110,7 @@ class Soak:
                 r = self.svc.http.post(path, **kwargs)
                 if r.status_code < 500 and r.status_code != 409 or "cancel" in path:
                     return r
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - the same: retried below
                 pass
             time.sleep(1)
         raise RuntimeError(f"POST {path} kept failing")
@@ -121,7 +122,7 @@ class Soak:
             try:
                 length = redis.Redis.from_url(self.redis.url, socket_timeout=2).llen(self.queue)
                 queued = len(self._get("/v1/jobs?status=queued&limit=100")["data"])
-            except Exception:  # noqa: BLE001 - restarting: skip this sample
+            except Exception:  # noqa: BLE001, S112 - restarting: skip this sample
                 continue
             self.queue_samples.append((length, queued))
 

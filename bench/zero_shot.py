@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,7 +57,7 @@ def main() -> None:
         spec = PruneSpec(method, sparsity=None if pattern.is_nm else float(setting), pattern=pattern,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
         model = proto.fresh_model()
-        _, seconds = timed(lambda: prune_model(model, proto.calib, spec, "cpu"))
+        _, seconds = timed(partial(prune_model, model, proto.calib, spec, "cpu"))
         evaluate(method, setting, model, seconds)
     print()
     print_table(["setting", "method", *tasks, "mean"],

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Union
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Refused(ValueError):

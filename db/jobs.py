@@ -4,15 +4,16 @@ recorded as an event in the same transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from collections.abc import Sequence
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import status as st, webhooks
+from . import status as st
+from . import webhooks
 from .models import Job, JobEvent, utcnow
 
 

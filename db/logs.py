@@ -12,10 +12,13 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
-from collections.abc import Iterator
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("topiary_log_context", default={})
+# read-only default: a writer that forgot to copy would otherwise leak fields into every thread
+_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("topiary_log_context",
+                                                                           default=MappingProxyType({}))
 ACCESS = "topiary.access"
 
 

@@ -3,7 +3,7 @@ from table rows so both say exactly the same thing about a job."""
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from .models import Job

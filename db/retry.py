@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from collections.abc import Iterator
 
 from .artifacts import StoredFile, sha256_file
 

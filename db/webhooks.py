@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import resources, status as st
+from . import resources
+from . import status as st
 from .models import Job, WebhookDelivery, WebhookEndpoint, utcnow
 
 # job status -> event type; the statuses that mean something to a receiver

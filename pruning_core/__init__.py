@@ -21,7 +21,7 @@ _WHERE = {
     "CalibrationSpec": "spec", "EvalSpec": "spec", "JobSpec": "spec", "Pattern": "spec", "PruneSpec": "spec",
     "QuantSpec": "spec",
 }
-__all__ = sorted(_WHERE)
+__all__ = sorted(_WHERE)  # noqa: PLE0605 - the lazy-import table above is the one list of names
 
 
 def __getattr__(name: str):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn

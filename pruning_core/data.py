@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 

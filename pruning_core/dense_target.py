@@ -16,7 +16,6 @@ well as H so that identical inputs (block 0) give W′ = W.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

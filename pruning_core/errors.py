@@ -20,15 +20,15 @@ class SpecError(TopiaryError, ValueError):
 
     code = "invalid-spec"
 
-    def __init__(self, message: str, param: str | None = None, errors: "list[SpecError] | None" = None):
+    def __init__(self, message: str, param: str | None = None, errors: list[SpecError] | None = None):
         super().__init__(message, param)
         self.errors = errors or [self]
 
-    def all(self) -> "list[SpecError]":
+    def all(self) -> list[SpecError]:
         return list(self.errors)
 
     @classmethod
-    def combine(cls, errors: "list[SpecError]") -> "SpecError":
+    def combine(cls, errors: list[SpecError]) -> SpecError:
         return errors[0] if len(errors) == 1 else cls("; ".join(str(e) for e in errors), errors[0].param, errors)
 
     def fields(self) -> list[dict[str, str]]:

@@ -11,9 +11,10 @@ norm, lm_head) runs with the block list swapped for a replay of the last block's
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from typing import Any
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,6 +63,11 @@ BatchFn = Callable[[nn.Module, torch.Tensor, int], Any]
 BLOCKWISE_GROUP_BYTES = 4 << 30
 
 
+def _offset(progress: ProgressFn, base: int, rows: int, done: int, _total: int) -> None:
+    """A group's replay reports rows of that group; the caller counts from `base`, the rows before it."""
+    progress(base + done, rows)
+
+
 def _groups(batches: list[torch.Tensor], bytes_per_token: int, budget: int) -> Iterator[list[torch.Tensor]]:
     group: list[torch.Tensor] = []
     size = 0
@@ -101,7 +107,7 @@ def map_batches(model: nn.Module, batches: list[torch.Tensor], device, fn: Batch
     source = source or Resident(model)
     bytes_per_token = model.get_input_embeddings().weight.shape[1] * next(model.parameters()).element_size()
     for group in _groups(batches, bytes_per_token, BLOCKWISE_GROUP_BYTES):
-        with _replayed(source, group, device, progress and (lambda d, _: progress(done + d, rows))):
+        with _replayed(source, group, device, progress and functools.partial(_offset, progress, done, rows)):
             for batch in group:
                 out.append(fn(model, batch.to(device), len(out)))
         done += sum(b.shape[0] for b in group)

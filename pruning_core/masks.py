@@ -14,7 +14,7 @@ from .spec import Pattern
 
 def n_pruned(count: int, sparsity: float) -> int:
     """Weights to zero in a comparison group of `count` weights (rounded to the nearest)."""
-    return min(count, int(round(sparsity * count)))
+    return min(count, round(sparsity * count))
 
 
 def kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from . import spec
-from .spec.layout import BUNDLED_CONFIGS
 from .errors import ModelNotFound, SpecError
+from .spec.layout import BUNDLED_CONFIGS
 
 log = logging.getLogger(__name__)
 

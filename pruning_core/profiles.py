@@ -4,8 +4,8 @@ targets with the summary the report shows."""
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -14,7 +14,6 @@ from torch import nn
 from .checkpoint import INDEX, SAFETENSORS_DTYPES
 
 
-
 class ShardWriter:
     """Shards already in `directory` (an earlier attempt's blocks) are adopted as written."""
 

@@ -10,9 +10,9 @@ to a method, with a small cache so that layers sharing an input also share facto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 import torch
 
@@ -31,7 +31,7 @@ class GramAccumulator:
         self.first += x.sum(dim=0)
         self.tokens += x.shape[0]
 
-    def finish(self) -> "LayerStats":
+    def finish(self) -> LayerStats:
         count = max(self.tokens, 1)
         return LayerStats(H=self.sum / count, tokens=self.tokens, mean=self.first / count)
 
@@ -48,7 +48,7 @@ class NormAccumulator:
         self.sqsum += (x * x).sum(dim=0)
         self.tokens += x.shape[0]
 
-    def finish(self) -> "LayerStats":
+    def finish(self) -> LayerStats:
         return LayerStats(H=None, tokens=self.tokens, sqnorm=self.sqsum / max(self.tokens, 1))
 
 
@@ -68,7 +68,7 @@ class SampleNormAccumulator:
         self.samples += per_sample.shape[0]
         self.tokens += x.shape[0] * x.shape[1]
 
-    def finish(self) -> "LayerStats":
+    def finish(self) -> LayerStats:
         return LayerStats(H=None, tokens=self.tokens,
                           sample_norm=(self.norm_sum / max(self.samples, 1)).to(torch.float32))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
+
 def tiny_config(arch: str, vocab: int = 128):
     """Hidden 64, 2 blocks: small enough for 2 cores, big enough to have every layer kind."""
     from transformers import LlamaConfig, OPTConfig, Qwen2Config
 
-    common = dict(vocab_size=vocab, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=128)
+    common = {"vocab_size": vocab, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 128}
     if arch == "llama":
         return LlamaConfig(intermediate_size=128, num_key_value_heads=2, **common)
     if arch == "qwen2":

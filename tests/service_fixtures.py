@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from db import status as st
-from datetime import UTC
 
 ROOT = Path(__file__).resolve().parents[1]
 # the minimal job body
@@ -96,8 +96,9 @@ class Service:
         return {"Authorization": f"Bearer {key}"}
 
     def _spawn(self, name, cmd):
-        log = open(self.logs / f"{name}-{time.time_ns()}.log", "w")
-        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.logs / f"{name}-{time.time_ns()}.log", "w") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
 
     def _wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout

@@ -233,7 +233,8 @@ def prune(
     if out is None:
         fail("missing option --out (the output directory)")
 
-    from pruning_core import pipeline, sweep as sweeps
+    from pruning_core import pipeline
+    from pruning_core import sweep as sweeps
     from pruning_core.spec import gates as quality
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -315,7 +316,8 @@ def download(
     """Fetch a job's model, masks and report as one archive, verify every sha256, unpack into OUT."""
     import httpx
 
-    from topiary.download import DownloadError, download as fetch
+    from topiary.download import DownloadError
+    from topiary.download import download as fetch
 
     try:
         with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:

@@ -9,8 +9,8 @@ import os
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path, PurePosixPath
 from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import httpx
 

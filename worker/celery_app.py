@@ -13,8 +13,7 @@ import socket
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from db import logs
-from db.broker import TASK_NAME
-from db.broker import celery_app
+from db.broker import TASK_NAME, celery_app
 from db.engine import sessionmaker_for
 from db.settings import get_settings
 

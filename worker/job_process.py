@@ -29,9 +29,8 @@ def main() -> int:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    from pruning_core import pipeline  # noqa: F401
-
     from db.settings import get_settings
+    from pruning_core import pipeline  # noqa: F401
 
     from .runner import Runner
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, UTC
 import tarfile
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -15,9 +15,9 @@ from sqlalchemy import select
 from db.artifacts import store_for
 from db.models import Artifact
 
+from .. import wire
 from ..deps import Principal, require, session, settings
 from ..problems import Problem
-from .. import wire
 from ..schemas import DownloadLink, Page
 from .jobs import load_job
 

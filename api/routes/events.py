@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from db import jobs, status as st
+from db import jobs
+from db import status as st
 from db.engine import sessionmaker_for
 
-from ..deps import Principal, require, session
 from .. import wire
+from ..deps import Principal, require, session
 from ..schemas import Page
 from .jobs import load_job
 

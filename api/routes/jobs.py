@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import jobs, status as st
+from db import jobs
+from db import status as st
 from db.artifacts import store_for
 from db.models import Artifact, Job
 from pruning_core.spec import DECLARED

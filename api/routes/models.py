@@ -9,10 +9,10 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from pruning_core.spec import BUNDLED_MODELS
-from db.paths import PathNotAllowed, allowed_model_dir
 from db.artifacts import store_for
 from db.models import Artifact, Dataset, RegisteredModel, new_id
+from db.paths import PathNotAllowed, allowed_model_dir
+from pruning_core.spec import BUNDLED_MODELS
 
 from .. import crud
 from ..deps import Principal, require, session, settings

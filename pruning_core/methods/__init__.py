@@ -14,4 +14,4 @@ METHODS: dict[str, Method] = {
     "pgz": pgz.METHOD,
 }
 
-__all__ = ["METHODS", "Method", "LayerResult"]
+__all__ = ["METHODS", "LayerResult", "Method"]

@@ -31,7 +31,6 @@ from ..refit import cg_refit
 from ..spec import DECLARED
 from .base import LayerResult, Method
 
-
 ALPSOptions = DECLARED["alps"].options_class  # declared in pruning_core/spec/methods.py
 
 

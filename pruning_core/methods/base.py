@@ -7,9 +7,9 @@ compute device, `stats` the statistics of the layer's input (see `pruning_core.s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 import torch
 

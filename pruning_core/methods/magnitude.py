@@ -3,13 +3,11 @@ No data and no weight update; the baseline every other method must beat."""
 
 from __future__ import annotations
 
-
 import torch
 
 from .. import masks
 from ..spec import DECLARED
 from .base import LayerResult, Method
-
 
 MagnitudeOptions = DECLARED["magnitude"].options_class  # declared in pruning_core/spec/methods.py
 

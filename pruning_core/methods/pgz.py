@@ -40,11 +40,10 @@ import torch
 
 from .. import masks
 from ..numerics import add_ridge, cholesky_retry, unit_diagonal
+from ..obs import round_on_support
 from ..quant import Grid
 from ..spec import DECLARED
 from .base import LayerResult, Method
-from ..obs import round_on_support
-
 
 PGZOptions = DECLARED["pgz"].options_class  # declared in pruning_core/spec/methods.py
 

@@ -16,7 +16,6 @@ from ..quant import Grid
 from ..spec import DECLARED
 from .base import LayerResult, Method
 
-
 SparseGPTOptions = DECLARED["sparsegpt"].options_class  # declared in pruning_core/spec/methods.py
 
 

@@ -3,13 +3,11 @@ group). No weight update."""
 
 from __future__ import annotations
 
-
 import torch
 
 from .. import masks
 from ..spec import DECLARED
 from .base import LayerResult, Method
-
 
 WandaOptions = DECLARED["wanda"].options_class  # declared in pruning_core/spec/methods.py
 

@@ -22,9 +22,9 @@ model's measured error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
-from collections.abc import Mapping
 
 from .job import JobSpec
 from .layout import block_linears

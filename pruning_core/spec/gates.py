@@ -9,9 +9,9 @@ outcome from the verdict; the API, the CLI and the dashboard only show it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Mapping
 
 from ..errors import SpecError
 
@@ -54,7 +54,7 @@ class Gates:
             raise SpecError.combine(errors)
 
     @classmethod
-    def from_value(cls, raw: Any) -> "Gates" | None:
+    def from_value(cls, raw: Any) -> Gates | None:
         """None/{} -> None (no gates); a mapping of gate names to limits -> Gates."""
         if raw is None:
             return None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Callable, Mapping
 
 from ..errors import SpecError
 from .gates import Gates
@@ -80,7 +80,7 @@ class Pattern:
     m: int = 0
 
     @classmethod
-    def parse(cls, text: str | None) -> "Pattern":
+    def parse(cls, text: str | None) -> Pattern:
         """Parse "unstructured" or "N:M" (N kept out of every M consecutive inputs)."""
         if text is None or (isinstance(text, str) and text.strip().lower() in ("", "unstructured")):
             return cls()
@@ -88,7 +88,7 @@ class Pattern:
         if not match:
             raise SpecError(f"pattern: must be 'unstructured' or 'N:M' (e.g. 2:4), got {text!r}", "pattern")
         n, m = int(match.group(1)), int(match.group(2))
-        low, high = LIMITS["pattern.m"]
+        _, high = LIMITS["pattern.m"]
         if not 0 < n < m <= high:
             raise SpecError(f"pattern: {n}:{m} needs 0 < N < M <= {high} (N weights kept out of every M)", "pattern")
         return cls("nm", n, m)
@@ -141,7 +141,7 @@ class QuantSpec:
 
     @classmethod
     def parse(cls, text: str | None, group_size: int | None = None,
-              format: str | None = None) -> "QuantSpec" | None:
+              format: str | None = None) -> QuantSpec | None:
         """'int4' (or 'int3', 'int8', ...) -> QuantSpec; None/'none' -> None."""
         if text is None or text.lower() in ("", "none"):
             for value, where in ((group_size, "quantize.group_size"), (format, "quantize.format")):
@@ -240,7 +240,7 @@ class PruneSpec:
         """The method's options as its frozen dataclass (every value checked)."""
         return self.declared.options_class(**self.options)
 
-    def at(self, sparsity: float) -> "PruneSpec":
+    def at(self, sparsity: float) -> PruneSpec:
         """This spec with another sparsity: one layer's share under a profile."""
         return dataclasses.replace(self, sparsity=sparsity)
 
@@ -327,7 +327,7 @@ class JobSpec:
             raise SpecError.combine(errors)
 
     @classmethod
-    def from_dict(cls, body: Mapping[str, Any], text_options: bool = False) -> "JobSpec":
+    def from_dict(cls, body: Mapping[str, Any], text_options: bool = False) -> JobSpec:
         """Build from the JSON form, checking every section; one SpecError lists all bad fields.
         `text_options`: option values may be command-line strings, parsed by the option's type."""
         errors: list[SpecError] = []
@@ -382,7 +382,7 @@ class JobSpec:
             out["sparsity"] = out["pattern"] = None
         return out
 
-    def points(self) -> list[tuple[str, "JobSpec"]]:
+    def points(self) -> list[tuple[str, JobSpec]]:
         """A sweep's points as (setting, the job at that setting, without the sweep)."""
         return [(label, dataclasses.replace(self, spec=_at_setting(self.spec, label), sweep=())) for label in self.sweep]
 

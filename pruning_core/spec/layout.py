@@ -7,9 +7,9 @@ checked when the worker opens the model (profiles.layer_slots, the same planner)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
 
 from ..errors import SpecError
 from .job import PruneSpec

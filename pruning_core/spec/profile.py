@@ -17,9 +17,9 @@ layers and the measured outlier ratios.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping, Sequence
 
 import regex
 
@@ -86,7 +86,7 @@ class SparsityProfile:
         object.__setattr__(self, "owl_lambda", float(self.owl_lambda))
 
     @classmethod
-    def from_value(cls, value: Any) -> "SparsityProfile":
+    def from_value(cls, value: Any) -> SparsityProfile:
         """None | "uniform" | "owl" | {"kind", "owl_m", "owl_lambda", "rules": [{"match", "sparsity"}]}."""
         if value is None:
             return cls()

@@ -30,7 +30,7 @@ def test_demo_prunes_the_bundled_model_through_the_embedded_service(tmp_path, sm
     assert "sparsity 0.5000 achieved" in proc.stdout
     dense, pruned = map(float, re.search(r"dense ([\d.]+) -> pruned ([\d.]+)", proc.stdout).groups())
     assert dense < pruned  # Wanda at 50% costs perplexity; equal numbers would mean nothing was pruned
-    checkpoint = Path(re.search(r"^checkpoint\s+(\S+)$", proc.stdout, re.M).group(1))
+    checkpoint = Path(re.search(r"^checkpoint\s+(\S+)$", proc.stdout, re.MULTILINE).group(1))
     name = "model.layers.0.self_attn.q_proj.weight"  # the checkpoint is streamed: sharded, with an index
     shard = json.loads((checkpoint / "model.safetensors.index.json").read_text())["weight_map"][name]
     q = load_file(checkpoint / shard)[name]

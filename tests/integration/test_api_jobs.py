@@ -1,8 +1,8 @@
 """Jobs: submission, validation, auth and tenancy, idempotency, listing, cancel, delete."""
 
 import copy
-import uuid
 import threading
+import uuid
 
 import pytest
 

@@ -28,8 +28,9 @@ def test_embedded_serve_runs_a_job_and_keeps_its_files_home(tmp_path, tiny_model
     key = subprocess.run(topiary + ["keys", "create", "--tenant", "me"], env=env, cwd=cwd, capture_output=True,
                          text=True, check=True).stdout.strip()
     port = free_port()
-    server = subprocess.Popen(topiary + ["serve", "--port", str(port), "--device", "cpu"], env=env, cwd=cwd,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
+    with open(tmp_path / "serve.log", "w") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(topiary + ["serve", "--port", str(port), "--device", "cpu"], env=env, cwd=cwd,
+                                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
     try:
         deadline = time.monotonic() + 60

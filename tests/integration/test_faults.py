@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from servers import OwnPostgres, OwnRedis
 
 from service_fixtures import ROOT, SLOW, Service, alembic, free_port, postgres_database
-from servers import OwnPostgres, OwnRedis
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -61,7 +61,7 @@ class Embedded:
                              capture_output=True, text=True, check=True).stdout.strip()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30,
                                  headers={"Authorization": f"Bearer {key}"})
-        self.log = open(tmp / "serve.log", "a")
+        self.log = open(tmp / "serve.log", "a")  # noqa: SIM115 - shared by every restart, closed in stop()
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> subprocess.Popen:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from db import jobs, keys, status as st
+from db import jobs, keys
+from db import status as st
 from db.engine import sessionmaker_for
 
 

@@ -53,7 +53,7 @@ def test_api_and_worker_metrics_move_by_the_jobs_they_ran(service):
     layers = len(service.http.get(f"/v1/jobs/{good}/report").json()["layers"])
 
     after = samples(service.http.get("/metrics").text)
-    posts = ("topiary_http_requests_total", dict(method="POST", route="/v1/jobs", status="201"))
+    posts = ("topiary_http_requests_total", {"method": "POST", "route": "/v1/jobs", "status": "201"})
     assert value(after, posts[0], **posts[1]) - value(before, posts[0], **posts[1]) == 2
     assert value(after, "topiary_http_request_duration_seconds_count", method="POST", route="/v1/jobs") >= 2
     # no raw path becomes a series: a job id in the URL is counted under its route template

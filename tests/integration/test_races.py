@@ -6,9 +6,10 @@ released together."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 
-
-from db import jobs, status as st
+from db import jobs
+from db import status as st
 from db.engine import sessionmaker_for
 from db.models import Job, JobEvent
 
@@ -45,6 +46,14 @@ def _together(*fns):
     return out
 
 
+def _claim(db_url, job_id) -> bool:
+    """What a worker does when it takes a job: claim the row under a lease, commit."""
+    with sessionmaker_for(db_url)() as s:
+        won = jobs.claim(s, job_id, "w", 60)
+        s.commit()
+        return won
+
+
 def _cancel(db_url, job_id):
     """What POST /v1/jobs/{id}/cancel does: read the row, request the cancel, commit."""
     with sessionmaker_for(db_url)() as s:
@@ -77,8 +86,8 @@ def test_cancel_racing_the_workers_finish_never_leaves_a_job_stuck(db_url, tenan
     for _ in range(ROUNDS):
         job_id = _new_job(db_url, tenant, claimed_by="w")
         runner = Runner(settings, job_id, "w")
-        finished, cancelled = _together(lambda: runner._finish(st.SUCCEEDED, result={"sparsity_achieved": 0.5}),
-                                        lambda: _cancel(db_url, job_id))
+        finished, cancelled = _together(partial(runner._finish, st.SUCCEEDED, result={"sparsity_achieved": 0.5}),
+                                        partial(_cancel, db_url, job_id))
         assert not isinstance(finished, Exception), finished
         status, events = _statuses(db_url, job_id)
         assert status == st.SUCCEEDED  # the work was done: the cancel either lost or came too late
@@ -91,7 +100,7 @@ def test_cancel_racing_the_workers_finish_never_leaves_a_job_stuck(db_url, tenan
 def test_concurrent_cancels_write_one_event(db_url, tenant):
     for _ in range(ROUNDS // 5):
         job_id = _new_job(db_url, tenant, claimed_by="w")
-        answers = _together(*[lambda: _cancel(db_url, job_id)] * 20)
+        answers = _together(*[partial(_cancel, db_url, job_id)] * 20)
         assert set(answers) == {st.CANCELLING}, answers
         status, events = _statuses(db_url, job_id)
         assert status == st.CANCELLING and events.count(st.CANCELLING) == 1
@@ -101,14 +110,7 @@ def test_cancel_racing_the_claim_has_one_winner(db_url, tenant):
     seen = set()
     for _ in range(ROUNDS):
         job_id = _new_job(db_url, tenant)
-
-        def claim():
-            with sessionmaker_for(db_url)() as s:
-                won = jobs.claim(s, job_id, "w", 60)
-                s.commit()
-                return won
-
-        claimed, cancelled = _together(claim, lambda: _cancel(db_url, job_id))
+        claimed, cancelled = _together(partial(_claim, db_url, job_id), partial(_cancel, db_url, job_id))
         status, events = _statuses(db_url, job_id)
         with sessionmaker_for(db_url)() as s:
             owner = s.get(Job, job_id).lease_owner
@@ -138,8 +140,8 @@ def test_reaper_racing_the_workers_finish(db_url, tenant, tmp_path):
         with sessionmaker_for(db_url)() as s:
             s.execute(update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(seconds=1)))
             s.commit()
-        finished, _ = _together(lambda: Runner(settings, job_id, "w")._finish(st.SUCCEEDED, result={}),
-                                lambda: reap_lapsed(settings))
+        finished, _ = _together(partial(Runner(settings, job_id, "w")._finish, st.SUCCEEDED, result={}),
+                                partial(reap_lapsed, settings))
         status, events = _statuses(db_url, job_id)
         if isinstance(finished, LeaseLost):
             assert status == st.QUEUED and events[-1] == st.QUEUED

@@ -62,7 +62,7 @@ def test_store_roundtrip(s3_settings, tmp_path):
     with pytest.raises(OverflowError):
         store.put_stream("datasets/big.txt", io.BytesIO(b"x" * 100), max_bytes=10)
     store.delete_prefix("jobs/pj_1")
-    with pytest.raises(Exception):
+    with pytest.raises(store.client.exceptions.NoSuchKey):
         store.read_bytes("jobs/pj_1/report.json")
 
 

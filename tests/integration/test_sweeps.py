@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from db import broker, jobs, status as st
+from db import broker, jobs
+from db import status as st
 from db.engine import sessionmaker_for
 from db.models import Job, Schedule, utcnow
 from db.settings import Settings

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from db import jobs, keys, status as st
+from db import jobs, keys
+from db import status as st
 from db.engine import sessionmaker_for
 from db.models import WebhookDelivery
 from service_fixtures import BODY, Receiver, Service, alembic, postgres_database

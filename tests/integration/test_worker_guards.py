@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from db import jobs, keys, status as st
+from db import jobs, keys
+from db import status as st
 from db.engine import sessionmaker_for
 from db.models import WebhookDelivery, WebhookEndpoint
 from service_fixtures import Receiver
@@ -122,7 +123,7 @@ def _closed_port() -> int:
 
 def test_a_cancel_is_honoured_between_evaluation_batches(tiny_model_dir):
     """Evaluation reports after every batch, so a cancel does not wait for a whole dataset."""
-    from pruning_core import Cancelled, CalibrationSpec, PruneSpec, pipeline
+    from pruning_core import CalibrationSpec, Cancelled, PruneSpec, pipeline
 
     calls: list[tuple[str, int]] = []
 

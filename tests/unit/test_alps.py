@@ -132,9 +132,9 @@ def test_options_are_validated():
 
 
 def test_dead_inputs_do_not_break_normalization():
-    W, _, stats = layer_problem(8, 32, seed=0)
+    _, _, stats = layer_problem(8, 32, seed=0)
     H = stats.H.clone()
     H[5, :] = 0
     H[:, 5] = 0
-    Hn, d, evals, Q = normalize(H, 0.01)
+    Hn, *_ = normalize(H, 0.01)
     assert torch.isfinite(Hn).all() and torch.allclose(torch.diagonal(Hn), torch.ones(32), atol=1e-5)

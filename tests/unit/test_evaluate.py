@@ -17,7 +17,7 @@ def test_blockwise_equals_whole_model(arch):
     with torch.no_grad():  # make the blocks matter: a random tiny model is near-uniform otherwise
         for p in model.parameters():
             p.mul_(8.0 if p.dim() == 2 else 1.0)
-    path, blocks = find_blocks(model)
+    _, blocks = find_blocks(model)
     seen = []
     whole = perplexity(model, IDS, 64, None, "cpu", blockwise=False)
     blockwise = perplexity(model, IDS, 64, 7, "cpu", batch_size=3, blockwise=True,

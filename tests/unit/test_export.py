@@ -14,8 +14,8 @@ def test_masks_roundtrip_bit_packed(tmp_path):
     export.save_masks(packed, path)
     loaded = export.load_masks(path)
     assert set(loaded) == set(keep)
-    for k in keep:
-        assert torch.equal(loaded[k], keep[k])
+    for k, mask in keep.items():
+        assert torch.equal(loaded[k], mask)
     assert path.stat().st_size < 2000  # bits, not bytes per weight
 
 

@@ -109,7 +109,7 @@ def test_quant_spec_parsing_and_method_support():
 
 
 def test_centering_compensates_through_the_bias():
-    W, X, stats = layer_problem(16, 64, seed=6)
+    W, _, stats = layer_problem(16, 64, seed=6)
     res = run(W, stats, 0.5, center=True)
     assert res.bias_delta is not None and res.bias_delta.shape == (16,)
     # the delta is exactly the mean-output change (W₀ − Ŵ)μ

@@ -44,7 +44,7 @@ def test_global_sparsity_is_exact_whatever_the_profile(method, profile):
     for r in result.layers:  # each layer got what its plan said
         assert r.target is not None and abs(r.sparsity - r.target) * r.shape[0] * r.shape[1] < 1
     targets = {r.name: r.target for r in result.layers}
-    assert len(set(round(t, 3) for t in targets.values())) > 1  # not uniform in disguise
+    assert len({round(t, 3) for t in targets.values()}) > 1  # not uniform in disguise
     assert result.profile["kind"] == SparsityProfile.from_value(PROFILES[profile]).kind
 
 

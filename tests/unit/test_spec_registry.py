@@ -10,8 +10,15 @@ import pytest
 from pruning_core import data, methods, models, zeroshot
 from pruning_core.errors import SpecError
 from pruning_core.methods import METHODS
-from pruning_core.spec import (BUNDLED_MODELS, CALIB_DATASETS, DECLARED, EVAL_DATASETS, ZERO_SHOT_TASKS, JobSpec,
-                               PruneSpec)
+from pruning_core.spec import (
+    BUNDLED_MODELS,
+    CALIB_DATASETS,
+    DECLARED,
+    EVAL_DATASETS,
+    ZERO_SHOT_TASKS,
+    JobSpec,
+    PruneSpec,
+)
 
 
 def test_every_declared_method_has_an_implementation_and_no_other():

@@ -130,7 +130,7 @@ def test_missing_or_mismatched_shards_are_clear_errors(tmp_path):
     assert caught.value.code == "corrupt-checkpoint"
 
     directory = _save(tmp_path / "again", "llama")
-    first = sorted(directory.glob("model-*.safetensors"))[0]
+    first = min(directory.glob("model-*.safetensors"))
     tensors = load_file(first)
     name = next(iter(tensors))
     tensors[name] = tensors[name][..., :-1].contiguous()  # one column short of what the config says
@@ -149,9 +149,10 @@ class Killed(Exception):
 @pytest.mark.parametrize("dense_target", [0.0, 0.5])
 def test_a_resumed_run_continues_at_the_first_unfinished_block_and_matches(tmp_path, dense_target):
     """With the dense target the replay also rebuilds the unpruned stream, from the checkpoint."""
+    from safetensors.torch import load_file
+
     from pruning_core import pipeline
     from pruning_core.export import load_masks
-    from safetensors.torch import load_file
 
     directory = _save(tmp_path, "llama", 4, _tokenizer())
     job = pipeline.JobSpec(model=str(directory), spec=_spec(dense_target), device="cpu",
