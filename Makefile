@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: setup browser demo test bench-setup bench-quality clean
+.PHONY: setup browser demo test lint bench-setup bench-quality clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench-setup: setup
 	$(PIP) -e ".[bench,hub]"
