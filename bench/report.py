@@ -355,7 +355,9 @@ def parity_by_seed() -> str:
 PARITY_HOST_RUNS = ("quality_owl_70.json", "quality_owl_70_seed1.json", "quality_owl_70_seed2.json",
                     "quality_owl_6080_ps.json", "parity_intel_sgpt_owl_seed0.json", "parity_intel_sgpt_owl_seed1.json",
                     "parity_intel_sgpt_owl_seed2.json", "parity_intel_wanda_owl60_seed0.json",
-                    "parity_intel_wanda_owl60_seed1.json", "parity_intel_wanda_owl60_seed2.json")
+                    "parity_intel_wanda_owl60_seed1.json", "parity_intel_wanda_owl60_seed2.json",
+                    "parity_amd_sgpt_owl_seed0.json", "parity_amd_wanda_owl60_seed1.json",
+                    "parity_amd_wanda_owl60_seed2.json")
 PARITY_HOST_CASES = (("sparsegpt+owl", "0.7"), ("wanda+owl", "0.6"))
 
 
