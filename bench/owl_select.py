@@ -8,6 +8,10 @@ perplexity wins.
 
 `--statistics` also compares how ‖x_j‖ in OWL's scores is measured: "sample_norms" (the default:
 the mean of per-sample norms, llm-compressor's) or "norms" (the all-token norm of the paper's code).
+`--granularities` compares OWL's one outlier ratio per block ("block", the paper's and the driver's)
+with one per pruned layer ("layer": each layer offset by its own ratio, min-max over all layers).
+
+    .venv/bin/python bench/owl_select.py --lambdas 0.08 --ms 5,10 --granularities layer
 
 Prints a table and writes bench/results/owl_select.json (the rows and the choice).
 """
@@ -15,6 +19,7 @@ Prints a table and writes bench/results/owl_select.json (the rows and the choice
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -24,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Protocol, code_version, print_table, timed, write_json
 
 from pruning_core import PruneSpec, driver, prune_model
-from pruning_core.profiles import OWL_NORMS, owl_ratios
+from pruning_core.profiles import OWL_NORMS, layer_slots, owl_ratios
 from pruning_core.spec import CalibrationSpec, SparsityProfile
 
 
@@ -35,19 +40,24 @@ def main() -> None:
     ap.add_argument("--lambdas", default="0,0.08,0.16,0.24", help="comma-separated; 0 = uniform")
     ap.add_argument("--ms", default="5", help="comma-separated outlier thresholds M")
     ap.add_argument("--statistics", default="sample_norms", help=f"comma-separated, from {', '.join(OWL_NORMS)}")
+    ap.add_argument("--granularities", default="block", help="comma-separated, from block, layer")
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--windows", type=int, default=64)
     ap.add_argument("--out", default="owl_select.json")
     args = ap.parse_args()
     proto = Protocol(args.nsamples, args.seqlen, args.windows, split="valid")
-    grid = [(0.0, None, None)] if "0" in args.lambdas.split(",") else []
-    grid += [(float(lam), float(m), stat) for lam in args.lambdas.split(",") if float(lam) > 0
-             for m in args.ms.split(",") for stat in args.statistics.split(",")]
+    grid = [(0.0, None, None, "block")] if "0" in args.lambdas.split(",") else []
+    grid += [(float(lam), float(m), stat, gran) for lam in args.lambdas.split(",") if float(lam) > 0
+             for m in args.ms.split(",") for stat in args.statistics.split(",")
+             for gran in args.granularities.split(",")]
     rows = []
-    for lam, m, stat in grid:
+    for lam, m, stat, gran in grid:
+        per_layer = gran == "layer"
         if stat is not None:  # the driver's OWL pass, measuring ‖x_j‖ this way
-            driver.owl_ratios = functools.partial(owl_ratios, statistic=stat)
+            driver.owl_ratios = functools.partial(owl_ratios, statistic=stat, per_layer=per_layer)
+        # per layer, each slot is its own "block" to the planner, so it takes its own ratio's offset
+        driver.layer_slots = _numbered_slots if per_layer else layer_slots
         profile = SparsityProfile("owl", m, lam) if lam > 0 else SparsityProfile()
         spec = PruneSpec(args.method, sparsity=args.sparsity, profile=profile,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
@@ -55,19 +65,25 @@ def main() -> None:
         result, seconds = timed(functools.partial(prune_model, model, proto.calib, spec, "cpu"))
         ppl = proto.ppl(model)
         rows.append({"method": args.method, "sparsity": args.sparsity, "profile": profile.kind, "owl_m": m,
-                     "owl_lambda": lam, "statistic": stat, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})
-        print(f"  {args.method} {args.sparsity} {profile.kind} M={m} λ={lam} {stat or ''}: valid ppl {ppl:.3f} ({seconds:.0f}s)",
+                     "owl_lambda": lam, "statistic": stat, "granularity": gran, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})
+        print(f"  {args.method} {args.sparsity} {profile.kind} M={m} λ={lam} {stat or ''} {gran}: valid ppl {ppl:.3f} ({seconds:.0f}s)",
               flush=True)
         write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows, "chosen": None})
     owl = [r for r in rows if r["profile"] == "owl"]
     chosen = min(owl, key=lambda r: r["valid_ppl"]) if owl else None
-    print_table(["profile", "M", "λ", "statistic", "valid ppl", "seconds"],
-                [[r["profile"], r["owl_m"], r["owl_lambda"], r["statistic"] or "", f"{r['valid_ppl']:.3f}",
+    print_table(["profile", "M", "λ", "statistic", "granularity", "valid ppl", "seconds"],
+                [[r["profile"], r["owl_m"], r["owl_lambda"], r["statistic"] or "", r["granularity"], f"{r['valid_ppl']:.3f}",
                   f"{r['seconds']:.0f}"] for r in rows])
     if chosen:
-        print(f"chosen on validation: M={chosen['owl_m']} λ={chosen['owl_lambda']} {chosen['statistic']}")
+        print(f"chosen on validation: M={chosen['owl_m']} λ={chosen['owl_lambda']} {chosen['statistic']} "
+              f"{chosen['granularity']}")
     write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows,
-                          "chosen": chosen and {k: chosen[k] for k in ("owl_m", "owl_lambda", "statistic")}})
+                          "chosen": chosen and {k: chosen[k] for k in ("owl_m", "owl_lambda", "statistic", "granularity")}})
+
+
+def _numbered_slots(*args) -> list:
+    """The driver's layer slots with each layer numbered as its own block."""
+    return [dataclasses.replace(slot, block=i) for i, slot in enumerate(layer_slots(*args))]
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ OWL_NORMS: dict[str, Callable] = {
 }
 
 
-def owl_ratios(source, spec: PruneSpec, inputs: BlockInputs, device, store,
-               gather: Callable, run_block: Callable, statistic: str = "sample_norms") -> list[float]:
+def owl_ratios(source, spec: PruneSpec, inputs: BlockInputs, device, store, gather: Callable,
+               run_block: Callable, statistic: str = "sample_norms", per_layer: bool = False) -> list[float]:
     """One dense pass over the blocks: each block's outlier ratio from its input norms, and its
     dense output as the next block's input (as the OWL paper and llm-compressor measure it).
     ‖x_j‖ is by default the mean over calibration samples of feature j's norm in each sample, as
@@ -57,15 +57,18 @@ def owl_ratios(source, spec: PruneSpec, inputs: BlockInputs, device, store,
     `statistic="norms"`, kept for bench/owl_select.py): the same M and λ then give
     llm-compressor's allocation, and the knobs and this statistic were chosen together on
     validation (README, "Sparsity profiles"). Consumes `inputs` (the caller captures block 0's
-    inputs again for pruning)."""
+    inputs again for pruning). `per_layer` (bench/owl_select.py only) gives one ratio per pruned
+    layer, in driver order, instead of one per block."""
     ratios = []
     for index in range(len(source.blocks)):
         block = source.open(index, device)
         try:
             linears = target_linears(block, f"{source.block_path}.{index}", spec.ignore)
             stats = gather(block, linears, inputs, device, store, statistic)
-            ratios.append(outlier_ratio([lin.weight for lin in linears.values()],
-                                        [OWL_NORMS[statistic](stats[name]) for name in linears], spec.profile.owl_m))
+            weights = [lin.weight for lin in linears.values()]
+            norms = [OWL_NORMS[statistic](stats[name]) for name in linears]
+            groups = [([w], [n]) for w, n in zip(weights, norms)] if per_layer else [(weights, norms)]
+            ratios += [outlier_ratio(w, n, spec.profile.owl_m) for w, n in groups]
             inputs.hidden = run_block(block, inputs, device, store)
         finally:
             source.close(index)

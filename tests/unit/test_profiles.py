@@ -92,6 +92,34 @@ def test_owl_gives_the_block_with_planted_outliers_less_sparsity(block):
     assert max(mean) - min(mean) == pytest.approx(2 * 0.08, abs=0.02)  # the spread is 2λ
 
 
+def test_per_layer_owl_ratios_rank_the_planted_layers_first(monkeypatch):
+    """bench/owl_select.py's per-layer variant: one ratio per pruned layer, each layer offset by its own."""
+    import dataclasses
+    import functools
+
+    from transformers import AutoModelForCausalLM
+
+    from pruning_core import driver, profiles
+
+    cfg = tiny_config("llama")
+    cfg.num_hidden_layers = 3
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    _planted_outliers(model, 1)
+    monkeypatch.setattr(driver, "owl_ratios", functools.partial(profiles.owl_ratios, per_layer=True))
+    monkeypatch.setattr(driver, "layer_slots", lambda *a: [dataclasses.replace(s, block=i)
+                                                          for i, s in enumerate(profiles.layer_slots(*a))])
+    result = prune_model(model, calib(), PruneSpec("wanda", sparsity=0.7, profile="owl"), batch_size=3)
+    ratios = result.profile["block_outlier_ratios"]
+    assert len(ratios) == len(result.layers)
+    planted = {f"model.layers.1.{n}" for n in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                               "mlp.gate_proj", "mlp.up_proj")}
+    by_target = sorted(result.layers, key=lambda r: r.target)
+    assert {r.name for r in by_target[:len(planted)]} == planted
+    zeros, total = zeros_over_pruned(model, result)
+    assert abs(zeros - 0.7 * total) <= max(r.shape[0] for r in result.layers) / 2  # Wanda prunes whole rows' counts
+
+
 def test_outlier_ratio_counts_scores_above_m_times_the_mean():
     W = torch.ones(2, 4)
     norm = torch.tensor([1.0, 1.0, 1.0, 100.0])  # one feature 100x the others' norm
