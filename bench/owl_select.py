@@ -65,7 +65,9 @@ def main() -> None:
         result, seconds = timed(functools.partial(prune_model, model, proto.calib, spec, "cpu"))
         ppl = proto.ppl(model)
         rows.append({"method": args.method, "sparsity": args.sparsity, "profile": profile.kind, "owl_m": m,
-                     "owl_lambda": lam, "statistic": stat, "granularity": gran, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity})
+                     "owl_lambda": lam, "statistic": stat, "granularity": gran, "valid_ppl": ppl, "seconds": seconds, "sparsity_achieved": result.sparsity,
+                     # per block, or per layer in driver order with --granularities layer
+                     "outlier_ratios": result.profile.get("block_outlier_ratios")})
         print(f"  {args.method} {args.sparsity} {profile.kind} M={m} λ={lam} {stat or ''} {gran}: valid ppl {ppl:.3f} ({seconds:.0f}s)",
               flush=True)
         write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows, "chosen": None})
