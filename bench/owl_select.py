@@ -19,7 +19,6 @@ Prints a table and writes bench/results/owl_select.json (the rows and the choice
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -56,8 +55,7 @@ def main() -> None:
         per_layer = gran == "layer"
         if stat is not None:  # the driver's OWL pass, measuring ‖x_j‖ this way
             driver.owl_ratios = functools.partial(owl_ratios, statistic=stat, per_layer=per_layer)
-        # per layer, each slot is its own "block" to the planner, so it takes its own ratio's offset
-        driver.layer_slots = _numbered_slots if per_layer else layer_slots
+        driver.layer_slots = functools.partial(layer_slots, per_layer=per_layer)
         profile = SparsityProfile("owl", m, lam) if lam > 0 else SparsityProfile()
         spec = PruneSpec(args.method, sparsity=args.sparsity, profile=profile,
                          calibration=CalibrationSpec("c4", proto.nsamples, proto.seqlen, proto.seed))
@@ -81,11 +79,6 @@ def main() -> None:
               f"{chosen['granularity']}")
     write_json(args.out, {"code": code_version(), "protocol": proto.describe(), "rows": rows,
                           "chosen": chosen and {k: chosen[k] for k in ("owl_m", "owl_lambda", "statistic", "granularity")}})
-
-
-def _numbered_slots(*args) -> list:
-    """The driver's layer slots with each layer numbered as its own block."""
-    return [dataclasses.replace(slot, block=i) for i, slot in enumerate(layer_slots(*args))]
 
 
 if __name__ == "__main__":

@@ -15,15 +15,18 @@ from .spec import LayerSlot, PruneSpec
 from .spec.profile import fixed_by_rules, plan
 
 
-def layer_slots(block_path: str, blocks: nn.ModuleList, spec: PruneSpec, per_row: bool) -> list[LayerSlot]:
+def layer_slots(block_path: str, blocks: nn.ModuleList, spec: PruneSpec, per_row: bool,
+                per_layer: bool = False) -> list[LayerSlot]:
     """Every pruned layer in driver order. Works on a streamed model's meta skeleton: only the
-    weights' shapes are read."""
+    weights' shapes are read. `per_layer` (bench/owl_select.py only, with owl_ratios' own) numbers
+    each layer as its own block, so the planner offsets it by its own outlier ratio."""
     slots = []
     for index, block in enumerate(blocks):
         prefix = f"{block_path}.{index}"
         for name, lin in target_linears(block, prefix, spec.ignore).items():
             rows, cols = lin.weight.shape
-            slots.append(LayerSlot(f"{prefix}.{name}", rows, cols, index, rows if per_row else 1))
+            slots.append(LayerSlot(f"{prefix}.{name}", rows, cols, len(slots) if per_layer else index,
+                                   rows if per_row else 1))
     return slots
 
 

@@ -94,7 +94,6 @@ def test_owl_gives_the_block_with_planted_outliers_less_sparsity(block):
 
 def test_per_layer_owl_ratios_rank_the_planted_layers_first(monkeypatch):
     """bench/owl_select.py's per-layer variant: one ratio per pruned layer, each layer offset by its own."""
-    import dataclasses
     import functools
 
     from transformers import AutoModelForCausalLM
@@ -107,8 +106,7 @@ def test_per_layer_owl_ratios_rank_the_planted_layers_first(monkeypatch):
     model = AutoModelForCausalLM.from_config(cfg).eval()
     _planted_outliers(model, 1)
     monkeypatch.setattr(driver, "owl_ratios", functools.partial(profiles.owl_ratios, per_layer=True))
-    monkeypatch.setattr(driver, "layer_slots", lambda *a: [dataclasses.replace(s, block=i)
-                                                          for i, s in enumerate(profiles.layer_slots(*a))])
+    monkeypatch.setattr(driver, "layer_slots", functools.partial(profiles.layer_slots, per_layer=True))
     result = prune_model(model, calib(), PruneSpec("wanda", sparsity=0.7, profile="owl"), batch_size=3)
     ratios = result.profile["block_outlier_ratios"]
     assert len(ratios) == len(result.layers)
